@@ -1,0 +1,1 @@
+"""Placeholder; the failpoints package is being written."""
