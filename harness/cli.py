@@ -1,5 +1,156 @@
-"""Placeholder; replaced below."""
+"""The ``reconverge`` command.
+
+Every subcommand turns a :class:`~harness.errors.ReconvergeError` (and a malformed
+failpoint term) into one line on stderr and exit code 2; Ctrl-C cleans up and exits 130.
+Heavy imports happen inside the subcommand that needs them so ``reconverge doctor`` and
+``reconverge janitor`` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from harness.errors import ReconvergeError
 
 
-def main() -> int:
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from harness import doctor
+
+    return doctor.main()
+
+
+def _cmd_janitor(args: argparse.Namespace) -> int:
+    from harness import run
+
+    if not args.sweep:
+        print("reconverge janitor: nothing to do (use --sweep)", file=sys.stderr)
+        return 2
+    lines = run.sweep()
+    for line in lines:
+        print(line)
+    print(f"janitor: {len(lines)} dead run(s) swept under {run.run_root()}")
     return 0
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    try:
+        from harness import build
+    except ImportError as exc:  # pragma: no cover - build ships with the harness
+        raise ReconvergeError(f"build support unavailable: {exc}") from None
+    return int(build.main(list(args.rest)))
+
+
+def _cmd_timeline(args: argparse.Namespace) -> int:
+    from harness.journal import merge
+    from harness.report import timeline
+
+    records = merge.load(args.run_dir)
+    print(timeline.render(records, tail=args.tail))
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from harness import runner
+
+    return runner.run(args)
+
+
+def _cmd_repro(args: argparse.Namespace) -> int:
+    from harness import runner
+
+    return runner.repro(args)
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    try:
+        from harness import up
+    except ImportError:
+        raise ReconvergeError("reconverge up is not available in this version") from None
+    return int(up.main(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    p = argparse.ArgumentParser(
+        prog="reconverge",
+        description="Fault-injection harness for container runtimes and Kubernetes controllers.",
+    )
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    d = sub.add_parser("doctor", help="show which component a run would use; exit 2 if unusable")
+    d.set_defaults(fn=_cmd_doctor)
+
+    j = sub.add_parser("janitor", help="clean up what dead runs left behind")
+    j.add_argument("--sweep", action="store_true", help="sweep every run whose owner is gone")
+    j.set_defaults(fn=_cmd_janitor)
+
+    b = sub.add_parser("build", help="build Go third-party servers into the cache")
+    b.add_argument("rest", nargs=argparse.REMAINDER, help="e.g. ensure containerd@v2.1.5")
+    b.set_defaults(fn=_cmd_build)
+
+    t = sub.add_parser("timeline", help="render the T1…Tn timeline of a run or artifact dir")
+    t.add_argument("run_dir")
+    t.add_argument("--tail", type=int, default=None)
+    t.set_defaults(fn=_cmd_timeline)
+
+    r = sub.add_parser("run", help="run suites (optionally repeated) and print the verdict table")
+    r.add_argument("select", nargs="*", help="suite paths or pytest node ids (default: suites/)")
+    r.add_argument("--repeat", type=int, default=1, help="run N times; verdicts must be identical")
+    r.add_argument("--seed", type=int, default=None)
+    r.add_argument("--backend", default=None)
+    r.add_argument("--artifacts", default=None)
+    r.set_defaults(fn=_cmd_run)
+
+    rp = sub.add_parser("repro", help="replay one case from the line a failure printed")
+    rp.add_argument("spec", help="<nodeid>@<seed> as printed by a failing case")
+    rp.set_defaults(fn=_cmd_repro)
+
+    u = sub.add_parser("up", help="start containerd (+ toxiproxy relays) in the foreground")
+    u.add_argument("--namespace", default="reconverge")
+    u.add_argument("--containerd", default=None, help="containerd binary or version (v2.1.5)")
+    u.set_defaults(fn=_cmd_up)
+    return p
+
+
+def _check_env_failpoints() -> None:
+    """Validate ``RECONVERGE_FAILPOINTS`` up front so a typo fails before anything starts."""
+    import os
+
+    if not os.environ.get("RECONVERGE_FAILPOINTS"):
+        return
+    import failpoints
+
+    failpoints.load_env()
+
+
+def _run(fn: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    try:
+        _check_env_failpoints()
+        return fn(args)
+    except ReconvergeError as exc:
+        print(exc.one_line(), file=sys.stderr)
+        return exc.exit_code
+    except ValueError as exc:
+        # FailpointSyntaxError is a ValueError with a one-line message
+        if type(exc).__name__ == "FailpointSyntaxError":
+            print(f"reconverge: {exc}", file=sys.stderr)
+            return 2
+        raise
+    except KeyboardInterrupt:
+        from harness import run
+
+        run._close_all()
+        print("reconverge: interrupted; cleaned up", file=sys.stderr)
+        return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``reconverge`` console script."""
+    args = build_parser().parse_args(argv)
+    return _run(args.fn, args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

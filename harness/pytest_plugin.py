@@ -1,1 +1,357 @@
-"""Placeholder; replaced below."""
+"""pytest plugin (``pytest11`` entry point ``reconverge``): fixtures, options, verdicts.
+
+Why a plugin and not a conftest: suites in other repositories get the same fixtures,
+options and failure reports by installing the package. Real servers are session-scoped
+(one run per pytest process, so one per xdist worker) and isolated per test (unique
+proxy names, per-test failpoint state and seed), which keeps a suite fast without
+letting one case's faults leak into the next.
+
+On a failing test the plugin attaches the journal timeline of that test and the one
+command that replays it (seed included), and copies the evidence to
+``--reconverge-artifacts`` when given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from harness.providers.toxiproxy import Proxy, ToxiproxyServer
+    from harness.run import Run
+
+_START = pytest.StashKey[float]()
+_VERDICT_KEY = "reconverge_verdict"
+
+
+# -- options, markers ----------------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("reconverge", "reconverge fault-injection harness")
+    g.addoption(
+        "--reconverge-seed",
+        type=int,
+        default=None,
+        help="seed of the run; fault schedules and failpoint probabilities derive from it",
+    )
+    g.addoption(
+        "--reconverge-backend",
+        default=os.environ.get("RECONVERGE_BACKEND", "process"),
+        choices=("process", "container"),
+        help="how toxiproxy runs: a local process (default) or a locally built container",
+    )
+    g.addoption(
+        "--reconverge-artifacts",
+        default=os.environ.get("RECONVERGE_ARTIFACTS"),
+        help="directory for failure bundles (journal, timeline, logs) and verdicts.json",
+    )
+    g.addoption(
+        "--reconverge-strict",
+        action="store_true",
+        default=os.environ.get("CI", "").lower() in ("1", "true", "yes"),
+        help="a missing component fails the case instead of skipping it (default under CI)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "needs(*components): the case needs real components")
+    config.addinivalue_line("markers", "suite: a fault-injection suite case with a verdict")
+    # The controller picks the seed so every xdist worker shares it.
+    if config.getoption("reconverge_seed") is None and not hasattr(config, "workerinput"):
+        env = os.environ.get("RECONVERGE_SEED")
+        config.option.reconverge_seed = int(env) if env else secrets.randbelow(2**31)
+
+
+def session_seed(config: pytest.Config) -> int:
+    """The seed every case of this session derives its own from."""
+    seed = config.getoption("reconverge_seed")
+    if seed is None:  # worker without a forwarded option
+        seed = int(os.environ.get("RECONVERGE_SEED", "0"))
+    return int(seed)
+
+
+def case_seed(seed: int, nodeid: str) -> int:
+    """A per-case seed that does not depend on which cases ran before it."""
+    digest = hashlib.sha256(f"{seed}:{nodeid}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+# -- component availability --------------------------------------------------------------
+
+_COMPONENT_CHECKS = {
+    "toxiproxy": ("toxiproxy",),
+    "containerd": ("containerd", "ctr"),
+    "runc": ("runc",),
+    "socat": ("socat",),
+    "docker": ("docker", "dockerd"),
+    "etcd": ("etcd",),
+    "kube-apiserver": ("kube-apiserver",),
+}
+
+
+def _missing(component: str) -> str | None:
+    from harness import binaries
+
+    for binary in _COMPONENT_CHECKS.get(component, (component,)):
+        try:
+            if binaries.locate(binary) is None:
+                return f"{binary} is not installed (fix: ./ci/bootstrap)"
+        except KeyError:
+            return f"unknown component {component!r}"
+    return None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.stash[_START] = time.monotonic()
+    for mark in item.iter_markers("needs"):
+        for component in mark.args:
+            why = _missing(component)
+            if why:
+                if item.config.getoption("reconverge_strict"):
+                    pytest.fail(f"needs {component}: {why}", pytrace=False)
+                pytest.skip(f"needs {component}: {why}")
+
+
+# -- the run and its providers -------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def reconverge_run(request: pytest.FixtureRequest) -> Iterator[Run]:
+    """The run owning every real server of this pytest process (one per xdist worker)."""
+    from harness import run as run_mod
+
+    worker = getattr(request.config, "workerinput", {}).get("workerid", "main")
+    r = run_mod.start(purpose="pytest", seed=session_seed(request.config), proc=f"pytest-{worker}")
+    request.config.stash[_RUN] = r
+    yield r
+    r.close()
+
+
+_RUN = pytest.StashKey["Run"]()
+
+
+@pytest.fixture(scope="session")
+def toxiproxy_server(
+    reconverge_run: Run, request: pytest.FixtureRequest
+) -> Iterator[ToxiproxyServer]:
+    """A real toxiproxy server for the session, on the backend chosen by option."""
+    from harness.providers import toxiproxy
+
+    server = toxiproxy.start(reconverge_run, request.config.getoption("reconverge_backend"))
+    yield server
+    server.stop()
+
+
+class ProxyFactory:
+    """Per-test proxies on the shared server; all are deleted when the test ends."""
+
+    def __init__(self, server: ToxiproxyServer, prefix: str) -> None:
+        self.server = server
+        self.prefix = prefix
+        self.created: list[Proxy] = []
+
+    @property
+    def client(self) -> Any:
+        return self.server.client
+
+    def create(self, name: str, upstream: str) -> Proxy:
+        """A proxy named ``<test>-<name>`` forwarding to ``upstream`` (host:port)."""
+        proxy = self.server.client.create(f"{self.prefix}-{name}", upstream)
+        self.created.append(proxy)
+        return proxy
+
+    def cleanup(self) -> None:
+        for proxy in reversed(self.created):
+            try:
+                proxy.destroy()
+            except Exception:
+                pass
+        self.created.clear()
+
+
+def _slug(nodeid: str, limit: int = 40) -> str:
+    short = re.sub(r"[^A-Za-z0-9]+", "-", nodeid.split("::")[-1]).strip("-")
+    h = hashlib.sha1(nodeid.encode()).hexdigest()[:6]
+    return f"{short[:limit]}-{h}"
+
+
+@pytest.fixture
+def toxiproxy(
+    toxiproxy_server: ToxiproxyServer, request: pytest.FixtureRequest
+) -> Iterator[ProxyFactory]:
+    """Create proxies for this test only: ``toxiproxy.create("echo", "127.0.0.1:port")``."""
+    factory = ProxyFactory(toxiproxy_server, _slug(request.node.nodeid))
+    yield factory
+    factory.cleanup()
+
+
+@pytest.fixture
+def failpoints(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The ``failpoints`` module, seeded for this case and reset when it ends."""
+    import failpoints as fp
+
+    seed = case_seed(session_seed(request.config), request.node.nodeid)
+    fp.seed(seed)
+    # journal triggers even when the test did not start a run of its own
+    from harness import journal
+
+    journal.sink._install_failpoint_observer()
+    yield fp
+    fp.reset()
+
+
+# -- verdicts ------------------------------------------------------------------------------
+
+
+@dataclass
+class Verdict:
+    """The outcome of one suite case, as the verdict table shows it."""
+
+    suite: str
+    case: str
+    variant: str
+    fault: str
+    outcome: str  # CAUGHT | CONVERGED | PASSED | MISSED | DIVERGED
+    symptom: str
+    seconds: float
+
+
+class VerdictRecorder:
+    """What a suite case tells the verdict table (exactly one verdict per case)."""
+
+    def __init__(self, item: pytest.Item) -> None:
+        self.item = item
+        self.t0 = time.monotonic()
+        self.value: Verdict | None = None
+
+    def record(
+        self, *, suite: str, case: str, variant: str, fault: str, outcome: str, symptom: str = ""
+    ) -> Verdict:
+        v = Verdict(
+            suite, case, variant, fault, outcome, symptom, round(time.monotonic() - self.t0, 2)
+        )
+        self.value = v
+        self.item.user_properties.append((_VERDICT_KEY, json.dumps(asdict(v))))
+        from harness import journal
+
+        journal.emit("verdict", outcome, suite=suite, case=case, variant=variant, symptom=symptom)
+        return v
+
+
+@pytest.fixture
+def verdict(request: pytest.FixtureRequest) -> VerdictRecorder:
+    """Record this case's verdict for the table ``./ci/suites`` prints."""
+    return VerdictRecorder(request.node)
+
+
+def verdicts_from(reports: list[Any]) -> list[Verdict]:
+    """Verdicts carried by test reports (works across xdist workers)."""
+    out = []
+    for rep in reports:
+        for key, value in getattr(rep, "user_properties", ()):
+            if key == _VERDICT_KEY:
+                out.append(Verdict(**json.loads(value)))
+    return out
+
+
+def render_verdicts(verdicts: list[Verdict]) -> str:
+    """The verdict table."""
+    head = ("suite", "case", "variant", "fault", "verdict", "time", "symptom")
+    rows = [
+        (v.suite, v.case, v.variant, v.fault, v.outcome, f"{v.seconds:.1f}s", v.symptom)
+        for v in sorted(verdicts, key=lambda v: (v.suite, v.case, v.variant, v.fault))
+    ]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head) - 1)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head[:-1], widths, strict=True)) + "  symptom"]
+    lines.append("-" * (sum(widths) + 2 * len(widths) + 7))
+    for r in rows:
+        lines.append(
+            "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]
+        )
+    return "\n".join(lines)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    reports = [
+        r
+        for key in ("passed", "failed", "error")
+        for r in terminalreporter.stats.get(key, [])
+        if getattr(r, "when", "call") == "call"
+    ]
+    verdicts = verdicts_from(reports)
+    if not verdicts:
+        return
+    terminalreporter.write_sep("=", "reconverge verdicts")
+    terminalreporter.write_line(render_verdicts(verdicts))
+    times = sorted(v.seconds for v in verdicts)
+    median = times[len(times) // 2]
+    terminalreporter.write_line(
+        f"{len(verdicts)} case(s); median {median:.1f} s per case; seed {session_seed(config)}"
+    )
+    out = config.getoption("reconverge_artifacts")
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "verdicts.json").write_text(
+            json.dumps([asdict(v) for v in verdicts], indent=1)
+        )
+
+
+# -- failure reports ----------------------------------------------------------------------
+
+
+def repro_command(config: pytest.Config, nodeid: str) -> str:
+    """The one command that replays a case with the same seed."""
+    return f".venv/bin/reconverge repro '{nodeid}@{session_seed(config)}'"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.failed and call.when in ("call", "setup"):
+        _attach_failure(item, report)
+    return report
+
+
+def _attach_failure(item: pytest.Item, report: Any) -> None:
+    run = item.config.stash.get(_RUN, None)
+    lines = []
+    if run is not None and not run.closed:
+        from harness.journal import merge
+        from harness.report import timeline
+
+        start = item.stash.get(_START, 0.0)
+        records = merge.since(merge.load(run.dir), start)
+        lines.append(timeline.render(records, tail=40, title=f"timeline of {item.nodeid}"))
+        art = item.config.getoption("reconverge_artifacts")
+        if art:
+            bundle = _write_bundle(Path(art), item, run, records)
+            lines.append(f"artifacts: {bundle}")
+    lines.append(f"replay: {repro_command(item.config, item.nodeid)}")
+    report.sections.append(("reconverge", "\n".join(lines)))
+
+
+def _write_bundle(root: Path, item: pytest.Item, run: Run, records: list[Any]) -> Path:
+    from harness.report import timeline
+
+    bundle = root / _slug(item.nodeid, 80)
+    bundle.mkdir(parents=True, exist_ok=True)
+    (bundle / "timeline.txt").write_text(timeline.render(records))
+    (bundle / "journal.jsonl").write_text("\n".join(r.to_json() for r in records) + "\n")
+    (bundle / "repro.txt").write_text(repro_command(item.config, item.nodeid) + "\n")
+    logs = run.dir / "logs"
+    if logs.is_dir():
+        shutil.copytree(logs, bundle / "logs", dirs_exist_ok=True)
+    return bundle

@@ -69,7 +69,7 @@ async def await_for(
             if accept(value):
                 return value
             last = value
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             last = last or "probe timed out"
         except Exception as exc:
             last = f"{type(exc).__name__}: {exc}"

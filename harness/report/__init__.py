@@ -1,0 +1,1 @@
+"""Turning a run's journal into something a person reads: timelines, verdict tables, bundles."""

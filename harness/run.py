@@ -1,0 +1,174 @@
+"""A run: one process tree that owns real servers, with an id, a directory and a seed.
+
+Why a run directory under a short root: unix socket paths (shim sockets, containerd's
+socket) must stay under 108 bytes, and one directory per run makes "what did this run
+leave behind" a single question for the janitor.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from harness import journal
+from harness.janitor import ENV_RUN_ID, Janitor, load_resources, proc_is, proc_start_time, undo
+
+ENV_RUN_ROOT = "RECONVERGE_RUN_ROOT"
+ENV_SEED = "RECONVERGE_SEED"
+
+
+def run_root() -> Path:
+    """Where run directories live (``$RECONVERGE_RUN_ROOT``, default ``/tmp/rcv``)."""
+    return Path(os.environ.get(ENV_RUN_ROOT, "/tmp/rcv"))
+
+
+@dataclass
+class Run:
+    """The current run; create with :func:`start`, end with :meth:`close`."""
+
+    id: str
+    dir: Path
+    seed: int
+    purpose: str
+    janitor: Janitor
+    started: float = field(default_factory=time.monotonic)
+    closed: bool = False
+
+    def child_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """Environment for a process this run starts: marked, journaled, seeded."""
+        env = dict(os.environ)
+        env[ENV_RUN_ID] = self.id
+        env[journal.sink.ENV_RUN_DIR] = str(self.dir)
+        env[ENV_SEED] = str(self.seed)
+        if extra:
+            env.update(extra)
+        return env
+
+    def path(self, *parts: str, mkdir: bool = False) -> Path:
+        """A path inside the run directory (optionally created, mode 0700)."""
+        p = self.dir.joinpath(*parts)
+        if mkdir:
+            p.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return p
+
+    def close(self, *, keep_dir: bool = False) -> list[str]:
+        """Clean up everything the run started, then remove its directory."""
+        if self.closed:
+            return []
+        self.closed = True
+        journal.emit("run", "closing", run=self.id)
+        done = self.janitor.cleanup()
+        journal.current().close()
+        if not keep_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        _unregister(self)
+        return done
+
+
+def start(*, purpose: str, seed: int | None = None, proc: str | None = None) -> Run:
+    """Create a run: sweep dead runs first, then make the directory and the journal."""
+    sweep()
+    root = run_root()
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(PermissionError):
+        os.chmod(root, 0o700)
+    if seed is None:
+        env_seed = os.environ.get(ENV_SEED)
+        seed = int(env_seed) if env_seed else secrets.randbelow(2**31)
+    run_id = "r" + secrets.token_hex(4)
+    run_dir = root / run_id
+    run_dir.mkdir(mode=0o700)
+    record = {
+        "id": run_id,
+        "pid": os.getpid(),
+        "start": proc_start_time(os.getpid()),
+        "purpose": purpose,
+        "seed": seed,
+        "argv": sys.argv,
+        "wall": time.time(),
+    }
+    (run_dir / "run.json").write_text(json.dumps(record))
+    run = Run(id=run_id, dir=run_dir, seed=seed, purpose=purpose, janitor=Janitor(run_id, run_dir))
+    journal.configure(run_dir, proc or purpose)
+    journal.emit("run", "started", run=run_id, seed=seed, purpose=purpose)
+    _register(run)
+    return run
+
+
+# -- dead-run sweep ---------------------------------------------------------------------
+
+
+def _owner_alive(run_dir: Path) -> bool:
+    try:
+        rec = json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        # no record yet: a run being created right now, or garbage; judge by age
+        try:
+            return time.time() - run_dir.stat().st_mtime < 60
+        except OSError:
+            return False
+    return proc_is(int(rec["pid"]), rec.get("start"))
+
+
+def sweep(*, root: Path | None = None) -> list[str]:
+    """Clean up every run under ``root`` whose owner process is gone.
+
+    Returns one line per run swept. Live runs (another pytest, an ``up`` session) are
+    left alone.
+    """
+    root = root or run_root()
+    report: list[str] = []
+    if not root.is_dir():
+        return report
+    for run_dir in sorted(root.iterdir()):
+        if not run_dir.is_dir() or _owner_alive(run_dir):
+            continue
+        done = undo(list(reversed(load_resources(run_dir))), run_dir.name, run_dir)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        report.append(f"swept {run_dir.name}: " + ("; ".join(done) if done else "nothing left"))
+    return report
+
+
+# -- exit and signal handling -----------------------------------------------------------
+
+_live: list[Run] = []
+_live_lock = threading.Lock()
+_handlers_installed = False
+
+
+def _register(run: Run) -> None:
+    global _handlers_installed
+    with _live_lock:
+        _live.append(run)
+        if not _handlers_installed:
+            atexit.register(_close_all)
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, _on_sigterm)
+            _handlers_installed = True
+
+
+def _unregister(run: Run) -> None:
+    with _live_lock:
+        if run in _live:
+            _live.remove(run)
+
+
+def _close_all() -> None:
+    for run in list(_live):
+        run.close()
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """Turn SIGTERM into the same unwinding as Ctrl-C so fixtures tear down."""
+    raise KeyboardInterrupt(f"signal {signum}")
