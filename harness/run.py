@@ -44,6 +44,8 @@ class Run:
     janitor: Janitor
     started: float = field(default_factory=time.monotonic)
     closed: bool = False
+    own_journal: journal.Journal | None = None
+    previous_journal: journal.Journal | None = None
 
     def child_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         """Environment for a process this run starts: marked, journaled, seeded."""
@@ -69,7 +71,10 @@ class Run:
         self.closed = True
         journal.emit("run", "closing", run=self.id)
         done = self.janitor.cleanup()
-        journal.current().close()
+        if self.own_journal is not None:
+            self.own_journal.close()
+            if self.previous_journal is not None and journal.current() is self.own_journal:
+                journal.set_current(self.previous_journal)
         if not keep_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
         _unregister(self)
@@ -100,7 +105,8 @@ def start(*, purpose: str, seed: int | None = None, proc: str | None = None) -> 
     }
     (run_dir / "run.json").write_text(json.dumps(record))
     run = Run(id=run_id, dir=run_dir, seed=seed, purpose=purpose, janitor=Janitor(run_id, run_dir))
-    journal.configure(run_dir, proc or purpose)
+    run.previous_journal = journal.current()
+    run.own_journal = journal.configure(run_dir, proc or purpose)
     journal.emit("run", "started", run=run_id, seed=seed, purpose=purpose)
     _register(run)
     return run

@@ -6,6 +6,6 @@ last line, and the merger orders everything by the system-wide monotonic clock
 """
 
 from harness.journal.record import Record
-from harness.journal.sink import Journal, configure, current, emit, from_env
+from harness.journal.sink import Journal, configure, current, emit, from_env, set_current
 
-__all__ = ["Journal", "Record", "configure", "current", "emit", "from_env"]
+__all__ = ["Journal", "Record", "configure", "current", "emit", "from_env", "set_current"]

@@ -74,15 +74,23 @@ _current_lock = threading.Lock()
 
 
 def configure(run_dir: Path | None, proc: str) -> Journal:
-    """Make a journal for this process the current one and hook failpoint triggers into it."""
+    """Make a journal for this process the current one and hook failpoint triggers into it.
+
+    The previous journal is left open: its owner (an enclosing run) restores it with
+    :func:`set_current` when the inner run ends.
+    """
+    j = Journal(run_dir, proc)
+    set_current(j)
+    _install_failpoint_observer()
+    return j
+
+
+def set_current(j: Journal) -> Journal:
+    """Swap the current journal; returns the one it replaced."""
     global _current
     with _current_lock:
-        old = _current
-        _current = Journal(run_dir, proc)
-        if old.pid == _current.pid:
-            old.close()
-    _install_failpoint_observer()
-    return _current
+        old, _current = _current, j
+    return old
 
 
 def from_env(proc: str) -> Journal:
