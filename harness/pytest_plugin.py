@@ -14,6 +14,7 @@ command that replays it (seed included), and copies the evidence to
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -355,3 +356,13 @@ def _write_bundle(root: Path, item: pytest.Item, run: Run, records: list[Any]) -
     if logs.is_dir():
         shutil.copytree(logs, bundle / "logs", dirs_exist_ok=True)
     return bundle
+
+
+# -- path-specific fixtures -----------------------------------------------------------------
+# Each component path keeps its fixtures in its own module; pytest loads them as plugins
+# from here so installing the package is enough to get them.
+pytest_plugins = [
+    name
+    for name in ("harness.containerd_fixtures", "harness.kube_fixtures")
+    if importlib.util.find_spec(name) is not None
+]
