@@ -77,6 +77,8 @@ class Run:
                 journal.set_current(self.previous_journal)
         if not keep_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                self.dir.parent.rmdir()  # only succeeds when no other run is live
         _unregister(self)
         return done
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness import binaries, journal
@@ -72,7 +73,12 @@ def engine(run: Run, *, timeout: float = 30.0) -> DockerEngine:
         return DockerEngine(existing, owned=False)
     dockerd = binaries.require("dockerd")
     binaries.require("docker")
-    sock = run.path("docker.sock")
+    # dockerd's exec root holds containerd's sockets: keep it short whatever the run dir is
+    # (unix socket paths must stay under 108 bytes).
+    short = Path(f"/tmp/rcvd-{run.id}")
+    short.mkdir(mode=0o700, exist_ok=True)
+    run.janitor.path(short)
+    sock = short / "docker.sock"
     host = f"unix://{sock}"
     argv = [
         dockerd,
@@ -82,8 +88,8 @@ def engine(run: Run, *, timeout: float = 30.0) -> DockerEngine:
         "--ip-masq=false",
         f"--host={host}",
         f"--data-root={run.path('docker', mkdir=True)}",
-        f"--exec-root={run.path('dx', mkdir=True)}",
-        f"--pidfile={run.path('docker.pid')}",
+        f"--exec-root={short / 'x'}",
+        f"--pidfile={short / 'docker.pid'}",
         "--userland-proxy=false",
     ]
     proc = ManagedProcess(run, "dockerd", argv).start()
