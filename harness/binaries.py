@@ -7,6 +7,7 @@ run would use, and a missing one must produce the same single actionable line ev
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -104,5 +105,13 @@ def version_of(component: str, path: Path) -> str:
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"unusable: {exc}"
-    text = (out.stdout or out.stderr).strip().splitlines()
-    return text[0].strip() if text else f"exit {out.returncode}"
+    text = (out.stdout + "\n" + out.stderr).strip()
+    match = _VERSION_RE.search(text)
+    if match:
+        return match.group(0).rstrip(",")
+    lines = text.splitlines()
+    return lines[0].strip() if lines else f"exit {out.returncode}"
+
+
+# The first version-looking token: 1.6.20~ds1, v1.34.4, 20.10.24+dfsg1, 3.4.23.
+_VERSION_RE = re.compile(r"\bv?\d+\.\d+(?:\.\d+)*(?:[~+-][\w.~+-]*)?")
