@@ -1,0 +1,156 @@
+"""The local control plane on real etcd + kube-apiserver: TLS through toxiproxy, restart,
+compaction -> 410, the fake kubelet, namespace purge, and clean-up after SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from kubernetes import watch as kwatch
+from kubernetes.client.exceptions import ApiException
+
+from harness import janitor
+from harness.kubelet import FakeKubelet, StepSkipped
+from harness.providers.kube import COMPACT, RESTART, namespaces, pki
+from harness.providers.kube.api import NAMESPACES, PODS
+from harness.reconciler.claims import model as m
+from harness.wait import wait_for
+
+
+def test_cluster_is_ready_and_crds_serve(kube_cluster, kube_truth):
+    version = kube_truth.request("GET", "/version")
+    assert version.get("major") == "1"
+    items, rv = kube_truth.list(m.CNCLAIMS, "default")
+    assert items == [] and rv
+    assert kube_cluster.kubeconfig.is_file()
+    if kube_cluster.backend == "local":
+        assert "127.0.0.1" in pki.sans_of(kube_cluster.bundle.server_cert)
+
+
+@pytest.mark.needs("toxiproxy")
+def test_tls_passes_through_toxiproxy(kube_cluster, toxiproxy):
+    proxy = toxiproxy.create("api", kube_cluster.address)
+    kube = kube_cluster.client(via=proxy.listen)
+    try:
+        assert kube.host.endswith(f":{proxy.port}")
+        assert kube.get(NAMESPACES, None, "default") is not None
+        proxy.add_toxic("latency", latency=200, jitter=0)
+        assert kube.get(NAMESPACES, None, "default") is not None
+    finally:
+        kube.close()
+
+
+def test_fake_kubelet_lifecycle(kube_truth, kube_namespace, failpoints):
+    ns = kube_namespace
+    kubelet = FakeKubelet(kube_truth, ns)
+    pod = kubelet.create_pod("p1", labels={"app": "cn"})
+    assert pod["status"]["phase"] == "Running"
+    assert m.pod_ready(pod)
+    # graceful delete of a scheduled pod only marks it: the kubelet finishes it
+    kube_truth.delete(PODS, ns, "p1")
+    marked = kube_truth.get(PODS, ns, "p1")
+    assert marked is not None and marked["metadata"].get("deletionTimestamp")
+    assert kubelet.finish_terminating() == ["p1"]
+    assert kube_truth.get(PODS, ns, "p1") is None
+    kubelet.create_pod("p2")
+    assert kubelet.set_phase("p2", "Succeeded")["status"]["phase"] == "Succeeded"
+    failpoints.enable("kubelet.vanish", "1*drop")
+    with pytest.raises(StepSkipped):
+        kubelet.vanish("p2")
+    assert kube_truth.get(PODS, ns, "p2") is not None
+    assert kubelet.vanish("p2") is True
+    assert kube_truth.get(PODS, ns, "p2") is None
+
+
+def test_namespace_purge_really_removes_it(kube_truth):
+    name = namespaces.create(kube_truth, "rcv-purge-check")
+    FakeKubelet(kube_truth, name).create_pod("p")
+    kube_truth.create(
+        m.CNCLAIMS,
+        name,
+        {
+            "metadata": {"name": "c", "finalizers": [m.CLAIM_FINALIZER]},
+            "spec": {"selector": {}},
+        },
+    )
+    namespaces.purge(kube_truth, name, [m.CNCLAIMS, PODS])
+    assert kube_truth.get(NAMESPACES, None, name) is None
+
+
+def test_compaction_makes_an_old_watch_410(kube_cluster, kube_truth, kube_namespace):
+    if not kube_cluster.can(COMPACT):
+        pytest.skip("cannot compact")
+    ns = kube_namespace
+    _, old_rv = kube_truth.list(PODS, ns)
+    FakeKubelet(kube_truth, ns).create_pod("after")
+    kube_cluster.compact()
+    w = kwatch.Watch(return_type="object")
+    with pytest.raises(ApiException) as err:
+        for _ in w.stream(
+            kube_truth.list_function(PODS),
+            ns,
+            resource_version=old_rv,
+            timeout_seconds=5,
+            _request_timeout=(5, 10),
+        ):
+            pass
+    assert err.value.status == 410
+
+
+def test_restart_keeps_address_and_data(kube_cluster, kube_truth, kube_namespace):
+    if not kube_cluster.can(RESTART):
+        pytest.skip("cannot restart")
+    FakeKubelet(kube_truth, kube_namespace).create_pod("survivor")
+    took = kube_cluster.restart_apiserver(graceful=True)
+    assert took < 60
+    assert kube_truth.get(PODS, kube_namespace, "survivor") is not None
+
+
+KILLED = """
+import os, signal
+
+def test_killed(kube_cluster):
+    print("RUN", os.environ.get("RCV_PROBE"), flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_sigkilled_run_leaves_no_control_plane_after_sweep(tmp_path):
+    """A pytest holding etcd + kube-apiserver is SIGKILLed; a sweep removes both."""
+    root = tmp_path / "runs"
+    (tmp_path / "test_killed.py").write_text(textwrap.dedent(KILLED))
+    env = {**os.environ, "RECONVERGE_RUN_ROOT": str(root)}
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert out.returncode == -signal.SIGKILL, out.stdout[-2000:] + out.stderr[-2000:]
+    (run_dir,) = [p for p in root.iterdir() if p.is_dir()]
+    procs = [r for r in janitor.load_resources(run_dir) if r.kind == "process"]
+    names = {r.data["name"] for r in procs}
+    assert {"etcd", "kube-apiserver"} <= names, names
+    alive = [r for r in procs if janitor.proc_is(int(r.data["pid"]), r.data.get("start"))]
+    assert alive, "the killed run should have left servers behind"
+    swept = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "janitor", "--sweep"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert swept.returncode == 0, swept.stderr
+    wait_for(
+        lambda: not [r for r in procs if janitor.proc_is(int(r.data["pid"]), r.data.get("start"))],
+        timeout=30,
+        what="etcd and kube-apiserver gone after the sweep",
+    )
+    assert janitor.pids_marked(run_dir.name) == []
+    assert not any(p.name.startswith(f"rcv-{run_dir.name}") for p in os.scandir("/dev/shm"))
