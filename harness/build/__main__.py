@@ -1,0 +1,7 @@
+"""``python -m harness.build``."""
+
+import sys
+
+from harness.build.main import main
+
+sys.exit(main())

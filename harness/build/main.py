@@ -1,0 +1,39 @@
+"""``python -m harness.build`` / ``reconverge build``: ensure or list cached builds."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from harness.errors import ReconvergeError
+
+USAGE = "usage: reconverge build ensure [component[@version] ...] | list"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Exit 0 on success; 2 with one line on stderr on any failure."""
+    from harness.build import cache, recipes
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in ("ensure", "list"):
+        print(USAGE, file=sys.stderr)
+        return 2
+    try:
+        if args[0] == "list":
+            for m in cache.cached():
+                print(
+                    f"{m['component']:<24} {m['version']:<10} {m['go']:<12} "
+                    f"{m.get('build_seconds', '?')} s  {m['dir']}"
+                )
+            return 0
+        specs = args[1:] or list(recipes.DEFAULT_SET)
+        for spec in specs:
+            component, version = recipes.parse_spec(spec)
+            recipes.ensure(component, version, log=lambda s: print(f"build: {s}", flush=True))
+        return 0
+    except ReconvergeError as exc:
+        print(exc.one_line(), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("reconverge: build interrupted; nothing half-built was kept", file=sys.stderr)
+        return 130
