@@ -135,7 +135,7 @@ def carried_directives(gomod: str) -> list[str]:
     out = [ln for ln in gomod.splitlines() if ln.startswith("godebug ")]
     for block in re.findall(r"^exclude \((.*?)^\)", gomod, re.M | re.S):
         out.append("exclude (\n" + block.rstrip() + "\n)")
-    out += [ln for ln in gomod.splitlines() if re.match(r"^exclude \S", ln)]
+    out += [ln for ln in gomod.splitlines() if re.match(r"^exclude [^(\s]", ln)]
     return out
 
 
