@@ -98,8 +98,8 @@ def _cache_rows() -> list[Row]:
         return []
     for m in entries:
         comp = str(m.get("component"))
-        if comp in ("toxiproxy",):
-            continue
+        if comp in ("toxiproxy", "etcd", "kube-apiserver"):
+            continue  # shown by their own rows
         paths = m.get("binaries") or m.get("paths") or m.get("path") or "-"
         if isinstance(paths, dict):
             paths = ", ".join(str(v) for v in paths.values())
@@ -119,8 +119,34 @@ def rows() -> list[Row]:
         _binary_row("socat", backend="unix<->tcp relays", required=True),
         _docker_row(),
     ]
+    out += _kube_rows()
     out += _cache_rows()
     return out
+
+
+def _kube_rows() -> list[Row]:
+    """kube-apiserver, etcd and the Kubernetes backend a run would use (required: the
+    claim-operator suites run on the embedded ``local`` backend by default)."""
+    try:
+        from harness.providers import kube
+    except ImportError:
+        return []
+    try:
+        described = kube.describe()
+    except Exception as exc:  # a broken kubeconfig must not hide the rest of the table
+        return [Row("kube backend", "missing", "-", "-", f"error: {exc}", True)]
+    required = {"kube-apiserver", "etcd", "kube backend"}
+    return [
+        Row(
+            d["component"],
+            d["status"],
+            d["version"],
+            d["path"],
+            d["backend"],
+            d["component"] in required,
+        )
+        for d in described
+    ]
 
 
 def render(table: list[Row]) -> str:
