@@ -100,11 +100,9 @@ def _cache_rows() -> list[Row]:
         comp = str(m.get("component"))
         if comp in ("toxiproxy", "etcd", "kube-apiserver"):
             continue  # shown by their own rows
-        paths = m.get("binaries") or m.get("paths") or m.get("path") or "-"
-        if isinstance(paths, dict):
-            paths = ", ".join(str(v) for v in paths.values())
-        elif isinstance(paths, list):
-            paths = ", ".join(str(v) for v in paths)
+        binaries = m.get("binaries") or {}
+        names = ",".join(binaries) if isinstance(binaries, dict) else ""
+        paths = f"{m.get('dir', '-')}/{{{names}}}" if names else str(m.get("dir", "-"))
         rows.append(Row(f"{comp} (cache)", "ok", str(m.get("version")), str(paths), "built", False))
     return rows
 
