@@ -8,6 +8,6 @@ status codes as containerd's errdefs map them) are documented in
 
 from harness.ttrpc.client import Client
 from harness.ttrpc.errors import Closed, Code, TTRPCError
-from harness.ttrpc.server import CallContext, Server
+from harness.ttrpc.server import CallContext, NoReply, Server
 
-__all__ = ["CallContext", "Client", "Closed", "Code", "Server", "TTRPCError"]
+__all__ = ["CallContext", "Client", "Closed", "Code", "NoReply", "Server", "TTRPCError"]

@@ -30,6 +30,8 @@ class CallContext:
     metadata: dict[str, str]
     connection: Connection
     received: float = field(default_factory=time.monotonic)
+    reply_copies: int = 0  # extra identical responses (a duplicated reply; clients drop them)
+    after_reply: Callable[[], None] | None = None  # e.g. exit after answering Shutdown
 
     @property
     def deadline(self) -> float | None:
@@ -37,6 +39,10 @@ class CallContext:
         if self.timeout_nano <= 0:
             return None
         return self.received + self.timeout_nano / 1e9
+
+
+class NoReply(Exception):
+    """Raised by a handler or interceptor to send no response at all (a swallowed reply)."""
 
 
 Handler = Callable[[bytes, CallContext], Awaitable[bytes]]
@@ -200,6 +206,8 @@ class Server:
                 payload = await self.interceptor(req.payload, ctx, handler)
             else:
                 payload = await handler(req.payload, ctx)
+        except NoReply:
+            return
         except TTRPCError as exc:
             await conn.send(frame.stream_id, _status_response(int(exc.code), exc.message))
             return
@@ -208,4 +216,8 @@ class Server:
         except Exception as exc:
             await conn.send(frame.stream_id, _status_response(Code.UNKNOWN, str(exc)))
             return
-        await conn.send(frame.stream_id, ttrpc_pb2.Response(payload=payload).SerializeToString())
+        response = ttrpc_pb2.Response(payload=payload).SerializeToString()
+        for _ in range(1 + ctx.reply_copies):
+            await conn.send(frame.stream_id, response)
+        if ctx.after_reply is not None:
+            ctx.after_reply()

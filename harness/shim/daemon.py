@@ -1,0 +1,217 @@
+"""The shim daemon: serves the task API on the socket ``start`` bound, until Shutdown.
+
+Every request passes one interceptor that journals it and evaluates the failpoints
+``shim.<Method>.before`` (before the method applies) and ``shim.<Method>.after`` (applied,
+reply not yet sent). Actions: ``error(msg)`` / ``error(NotFound:msg)`` answer with a status
+(Unknown unless a code name prefixes the message), ``delay``/``hang`` wait, ``panic`` kills
+the daemon on the spot (like an unrecovered Go panic), ``close`` drops the connection
+(containerd then treats the shim as dead), ``drop`` swallows the reply (the caller's
+deadline fires although the work is done), ``duplicate(n)`` sends the reply n more times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import socket
+import sys
+import time
+
+import failpoints
+from harness import journal
+from harness.shim.events import Publisher, events_address
+from harness.shim.main import parse_flags
+from harness.shim.paths import ShimPaths
+from harness.shim.service import SERVICE, TaskService
+from harness.ttrpc import CallContext, Code, NoReply, Server, TTRPCError
+from harness.ttrpc.errors import code_by_name
+from harness.ttrpc.server import Handler
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def request_id(payload: bytes) -> str:
+    """Field 1 (``id``) of any task request, without knowing its message type."""
+    if len(payload) < 2 or payload[0] != 0x0A:
+        return ""
+    length, shift, i = 0, 0, 1
+    while i < len(payload):
+        b = payload[i]
+        length |= (b & 0x7F) << shift
+        i += 1
+        if not b & 0x80:
+            break
+        shift += 7
+    return payload[i : i + length].decode(errors="replace")
+
+
+def error_from_arg(arg: str | None) -> TTRPCError:
+    """``NotFound:gone`` -> NotFound "gone"; ``please retry`` -> Unknown "please retry"."""
+    text = arg or "failpoint"
+    head, sep, rest = text.partition(":")
+    code = code_by_name(head.strip()) if sep else None
+    if code is not None:
+        return TTRPCError(code, rest.strip() or head)
+    return TTRPCError(Code.UNKNOWN, text)
+
+
+class Daemon:
+    """Wiring: server, service, publisher, reaper, control endpoint, registry file."""
+
+    def __init__(self, flags: dict[str, str]) -> None:
+        self.flags = flags
+        self.namespace = flags.get("namespace", "default")
+        self.id = flags.get("id", "")
+        self.paths = ShimPaths.of(flags.get("address", ""), self.namespace, self.id)
+        self.stop = asyncio.Event()
+        self.publisher = Publisher(self.namespace, events_address())
+        self.service = TaskService(self.namespace, self.publisher, self.stop.set)
+        self.server = Server(interceptor=self.intercept)
+        for method, handler in self.service.handlers().items():
+            self.server.register(SERVICE, method, handler)
+        self.control: failpoints.ControlServer | None = None
+
+    async def intercept(self, payload: bytes, ctx: CallContext, handler: Handler) -> bytes:
+        t0 = time.monotonic()
+        rid = request_id(payload)
+        journal.emit(
+            "shim",
+            "request",
+            method=ctx.method,
+            id=rid,
+            stream_id=ctx.stream_id,
+            timeout_ms=ctx.timeout_nano // 1_000_000,
+        )
+        outcome = "ok"
+        try:
+            await self._fault(ctx, "before")
+            result = await handler(payload, ctx)
+            await self._fault(ctx, "after")
+            return result
+        except NoReply:
+            outcome = "no reply"
+            raise
+        except TTRPCError as exc:
+            outcome = f"{getattr(exc.code, 'name', exc.code)}: {exc.message}"
+            raise
+        except Exception as exc:
+            outcome = f"UNKNOWN: {exc}"
+            raise
+        finally:
+            journal.emit(
+                "shim",
+                "reply",
+                method=ctx.method,
+                id=rid,
+                stream_id=ctx.stream_id,
+                outcome=outcome,
+                ms=round((time.monotonic() - t0) * 1000, 1),
+            )
+
+    async def _fault(self, ctx: CallContext, phase: str) -> None:
+        name = f"shim.{ctx.method}.{phase}"
+        action = failpoints.point(name).evaluate()
+        if action is None:
+            return
+        journal.emit(
+            "shim", "fault", point=name, action=action.kind, arg=action.arg, stream_id=ctx.stream_id
+        )
+        kind = action.kind
+        if kind == "error":
+            raise error_from_arg(action.arg)
+        if kind == "panic":
+            os._exit(2)
+        if kind == "close":
+            ctx.connection.abort()
+            raise NoReply()
+        if kind == "drop":
+            if phase == "before":
+                await asyncio.Event().wait()  # never applied, never answered
+            raise NoReply()
+        if kind == "duplicate":
+            ctx.reply_copies += action.count
+            return
+        if kind in ("delay", "hang"):
+            with contextlib.suppress(failpoints.FailpointHangTimeout):
+                await action.apply_async()
+
+    def reap(self) -> None:
+        """SIGCHLD: collect every exited child; task exits go to the service."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            code = os.waitstatus_to_exitcode(status)
+            self.service.on_child_exit(pid, 128 - code if code < 0 else code)
+
+    def write_registry(self) -> None:
+        data = {
+            "id": self.id,
+            "namespace": self.namespace,
+            "pid": os.getpid(),
+            "socket": str(self.paths.socket),
+            "control": str(self.paths.control),
+            "bundle": os.getcwd(),
+            "containerd_address": self.flags.get("address", ""),
+            "started_at": time.time(),
+        }
+        tmp = self.paths.registry.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, self.paths.registry)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        loop.add_signal_handler(signal.SIGCHLD, self.reap)
+        loop.add_signal_handler(signal.SIGTERM, self.stop.set)
+        loop.add_signal_handler(signal.SIGINT, self.stop.set)
+        self.paths.pidfile.write_text(str(os.getpid()))
+        self.control = failpoints.serve(f"unix:{self.paths.control}")
+        self.publisher.start()
+        fd = int(os.environ["RECONVERGE_SHIM_FD"])
+        await self.server.serve_socket(socket.socket(fileno=fd))
+        self.write_registry()
+        journal.emit(
+            "shim",
+            "serving",
+            id=self.id,
+            namespace=self.namespace,
+            socket=str(self.paths.socket),
+            pid=os.getpid(),
+        )
+        await self.stop.wait()
+        journal.emit("shim", "exiting", id=self.id, remaining=sorted(self.service.tasks))
+        await self.publisher.flush(timeout=3.0)
+        for task in self.service.tasks.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(task.pid, signal.SIGKILL)
+        await self.server.close()
+        await self.publisher.close()
+        if self.control is not None:
+            self.control.close()
+        for p in (self.paths.socket, self.paths.control, self.paths.pidfile, self.paths.registry):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+
+
+def main() -> int:
+    flags, _ = parse_flags(sys.argv[1:])
+    journal.from_env(f"shim:{flags.get('id', '?')}")
+    try:
+        failpoints.load_env()
+    except ValueError as exc:
+        journal.emit("shim", "bad_failpoints_env", error=str(exc))
+    asyncio.run(Daemon(flags).run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""``containerd-shim-stub-v2``: the binary protocol containerd drives.
+
+``start`` and ``delete`` run inside containerd's deadlines (``Tasks.Create``; the 5 s
+cleanup timeout) in a fresh interpreter, so this module imports only the standard
+library: no asyncio, no protobuf (``DeleteResponse`` is encoded by hand). The daemon lives
+in :mod:`harness.shim.daemon`.
+
+Pitfalls honoured (containerd-shim-protocol.md §9): nothing but the address on stdout;
+bind and listen before printing; ``address`` written atomically without a newline; the
+daemon never inherits containerd's output pipe; ``delete`` is idempotent and, like runc's,
+leaves a live daemon alone (that is what makes an ignored Shutdown a leak).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from harness.shim.paths import ShimPaths
+
+BOOL_FLAGS = {"debug", "v"}
+
+
+def parse_flags(argv: list[str]) -> tuple[dict[str, str], str]:
+    """Go ``flag`` syntax: ``-name value``, ``-name=value``, ``--name``; the action word last."""
+    flags: dict[str, str] = {}
+    action = ""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("-") and len(arg) > 1:
+            name = arg.lstrip("-")
+            if "=" in name:
+                name, value = name.split("=", 1)
+            elif name in BOOL_FLAGS or i + 1 >= len(argv):
+                value = "true"
+            else:
+                i += 1
+                value = argv[i]
+            flags[name] = value
+        else:
+            action = arg
+        i += 1
+    return flags, action
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def encode_delete_response(pid: int, exit_status: int, exited_ns: int) -> bytes:
+    """``containerd.task.v2.DeleteResponse{pid=1, exit_status=2, exited_at=3}`` by hand."""
+    seconds, nanos = divmod(exited_ns, 1_000_000_000)
+    ts = b"\x08" + _varint(seconds) + (b"\x10" + _varint(nanos) if nanos else b"")
+    out = b""
+    if pid:
+        out += b"\x08" + _varint(pid)
+    if exit_status:
+        out += b"\x10" + _varint(exit_status)
+    return out + b"\x1a" + _varint(len(ts)) + ts
+
+
+def _paths(flags: dict[str, str]) -> ShimPaths:
+    return ShimPaths.of(flags.get("address", ""), flags.get("namespace", ""), flags.get("id", ""))
+
+
+def _listening(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        try:
+            s.connect(path)
+            return True
+        except OSError:
+            return False
+
+
+def start(flags: dict[str, str]) -> int:
+    """Bind the socket, spawn the daemon with it, print the address, exit 0."""
+    with contextlib.suppress(OSError):
+        sys.stdin.buffer.read()  # task options (unused); containerd closes stdin
+    paths = _paths(flags)
+    address = f"unix://{paths.socket}"
+    paths.socket.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if _listening(str(paths.socket)):
+        sys.stdout.write(address)  # grouping / restart: the daemon already serves
+        return 0
+    with contextlib.suppress(FileNotFoundError):
+        paths.socket.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(paths.socket))
+    os.chmod(paths.socket, 0o600)
+    sock.listen(64)
+    tmp = ".address"
+    with open(tmp, "w") as f:  # cwd is the bundle
+        f.write(address)
+    os.replace(tmp, "address")
+    stderr: int = subprocess.DEVNULL
+    with contextlib.suppress(OSError):
+        stderr = os.open("log", os.O_WRONLY | os.O_NONBLOCK)
+    env = dict(os.environ, RECONVERGE_SHIM_FD=str(sock.fileno()))
+    env.setdefault("PYTHONWARNINGS", "ignore")
+    argv = [sys.executable, "-m", "harness.shim.daemon", *sys.argv[1:-1]]
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        pass_fds=[sock.fileno()],
+        start_new_session=True,
+        env=env,
+        close_fds=True,
+    )
+    paths.pidfile.write_text(str(proc.pid))
+    sys.stdout.write(address)
+    sys.stdout.flush()
+    return 0
+
+
+def _is_our_daemon(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"harness.shim.daemon" in f.read()
+    except OSError:
+        return False
+
+
+def delete(flags: dict[str, str]) -> int:
+    """Report the exit containerd records, like runc's shim: *without* killing the daemon.
+
+    runc's ``delete`` cleans the container but never kills the shim process; that is why a
+    Shutdown containerd ignored leaks the shim (seed c). Set ``RECONVERGE_SHIM_DELETE_KILLS=1``
+    to reap the daemon here instead. Stale files of a daemon that is gone are removed.
+    """
+    paths = _paths(flags)
+    pid = 0
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(paths.pidfile.read_text().strip())
+    alive = bool(pid) and _is_our_daemon(pid)
+    if alive and os.environ.get("RECONVERGE_SHIM_DELETE_KILLS") == "1":
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 2.0
+        while _is_our_daemon(pid) and time.monotonic() < deadline:
+            time.sleep(0.005)  # waiting on the kernel to reap; bounded
+        alive = _is_our_daemon(pid)
+    if not alive:
+        for p in (paths.socket, paths.control, paths.pidfile, paths.registry):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+    sys.stdout.buffer.write(encode_delete_response(0, 137, time.time_ns()))
+    sys.stdout.flush()
+    return 0
+
+
+def main() -> int:
+    """Entry point of the console script."""
+    flags, action = parse_flags(sys.argv[1:])
+    if "v" in flags:
+        sys.stdout.write("containerd-shim-stub-v2 (reconverge)\n")
+        return 0
+    if action == "start":
+        return start(flags)
+    if action == "delete":
+        return delete(flags)
+    sys.stderr.write(f"containerd-shim-stub-v2: unknown action {action!r} (start|delete)\n")
+    return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

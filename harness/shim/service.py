@@ -1,0 +1,363 @@
+"""The ``containerd.task.v2.Task`` service: real child processes, runc-shim semantics.
+
+Each task is a real process, so pids, signals and exit codes are real: it is spawned at
+Create already stopped (a tiny ``sh`` wrapper stops itself before ``exec``), continued at
+Start, paused with SIGSTOP and resumed with SIGCONT (state confirmed from ``/proc``). The
+daemon is a child subreaper and reaps exits itself.
+
+Semantics the seeds depend on:
+- **Shutdown is a no-op while tasks remain** (runc); with none left it replies, then exits.
+- **Delete is two-phase**: phase 1 marks the task deleted, then the failpoint
+  ``shim.Delete.between``, then phase 2 removes it from the map and publishes TaskDelete.
+  A Delete arriving between the phases gets NotFound, and a Shutdown then is a no-op —
+  the window of the concurrent-delete leak (containerd PR #12400).
+- Work completes even when the caller's deadline passed (ttrpc deadlines are advisory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from google.protobuf import empty_pb2, timestamp_pb2
+
+import failpoints
+from harness import journal
+from harness.protos import events_pb2, shim_task_pb2, task_types_pb2
+from harness.shim import states
+from harness.shim.events import Publisher
+from harness.shim.states import State
+from harness.ttrpc import CallContext, Code, TTRPCError
+
+SERVICE = "containerd.task.v2.Task"
+ANNOTATION_FP = "io.containerd.runtime.v2.shim.failpoint."
+ANNOTATION_COMMAND = "io.reconverge.stub.command"
+DEFAULT_COMMAND = ["sleep", "1000000"]
+EMPTY = empty_pb2.Empty().SerializeToString()
+
+_STATUS = {
+    State.CREATED: task_types_pb2.CREATED,
+    State.RUNNING: task_types_pb2.RUNNING,
+    State.PAUSED: task_types_pb2.PAUSED,
+    State.STOPPED: task_types_pb2.STOPPED,
+    State.DELETED: task_types_pb2.STOPPED,
+}
+
+
+def _ts(ns: int) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromNanoseconds(ns)
+    return ts
+
+
+def proc_state(pid: int) -> str:
+    """The one-letter kernel state of ``pid`` ("" when gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return data[data.rindex(b")") + 2 : data.rindex(b")") + 3].decode()
+    except (OSError, ValueError):
+        return ""
+
+
+@dataclass
+class Task:
+    """One container's init process and what the shim knows about it."""
+
+    id: str
+    bundle: str
+    pid: int
+    state: State = State.CREATED
+    exit_status: int = 0
+    exited_ns: int = 0
+    exited: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def read_annotations(bundle: str) -> dict[str, str]:
+    """Annotations of the bundle's OCI spec (containerd writes ``config.json`` verbatim)."""
+    try:
+        spec = json.loads((Path(bundle) / "config.json").read_text() or "{}")
+    except (OSError, ValueError):
+        return {}
+    ann = spec.get("annotations") or {}
+    return {str(k): str(v) for k, v in ann.items()}
+
+
+def apply_annotation_failpoints(annotations: dict[str, str]) -> dict[str, str]:
+    """``…failpoint.<Method>`` -> ``shim.<Method>.before``; ``…<Method>.<phase>`` -> that phase."""
+    enabled = {}
+    for suffix, terms in failpoints.from_annotations(annotations, prefix=ANNOTATION_FP).items():
+        name = f"shim.{suffix}" if "." in suffix else f"shim.{suffix}.before"
+        failpoints.enable(name, terms)
+        enabled[name] = str(terms)
+    return enabled
+
+
+class TaskService:
+    """State of every task in this shim, and the RPC handlers over it."""
+
+    def __init__(self, namespace: str, publisher: Publisher, on_empty_shutdown: Callable[[], None]):
+        self.namespace = namespace
+        self.publisher = publisher
+        self.tasks: dict[str, Task] = {}
+        self.deleting: dict[str, set[int]] = {}
+        self._on_empty_shutdown = on_empty_shutdown
+
+    # -- plumbing ----------------------------------------------------------------------
+    def handlers(self) -> dict[str, Callable[[bytes, CallContext], Awaitable[bytes]]]:
+        """Every task API method, implemented or answering Unimplemented."""
+        impl = {
+            "Create": self.create,
+            "Start": self.start,
+            "State": self.state,
+            "Pids": self.pids,
+            "Kill": self.kill,
+            "Wait": self.wait,
+            "Pause": self.pause,
+            "Resume": self.resume,
+            "Delete": self.delete,
+            "Connect": self.connect,
+            "Shutdown": self.shutdown,
+            "Stats": self.stats,
+        }
+        for name in ("Exec", "ResizePty", "CloseIO", "Update", "Checkpoint"):
+            impl[name] = self._unimplemented(name)
+        return impl
+
+    @staticmethod
+    def _unimplemented(name: str) -> Callable[[bytes, CallContext], Awaitable[bytes]]:
+        async def handler(payload: bytes, ctx: CallContext) -> bytes:
+            raise TTRPCError(Code.UNIMPLEMENTED, f"{name} is not implemented by the stub shim")
+
+        return handler
+
+    def _task(self, task_id: str) -> Task:
+        task = self.tasks.get(task_id)
+        if task is None:
+            raise TTRPCError(Code.NOT_FOUND, "container not created")
+        return task
+
+    def _require(self, method: str, task: Task) -> None:
+        refused = states.check(method, task.state)
+        if refused is not None:
+            raise TTRPCError(*refused)
+
+    def on_child_exit(self, pid: int, status: int) -> None:
+        """Called by the reaper: record the exit and publish TaskExit."""
+        for task in self.tasks.values():
+            if task.pid == pid and not task.exited.is_set():
+                task.exit_status = status
+                task.exited_ns = time.time_ns()
+                if task.state is not State.DELETED:
+                    task.state = State.STOPPED
+                task.exited.set()
+                journal.emit("shim", "task_exited", id=task.id, pid=pid, exit_status=status)
+                self.publisher.publish(
+                    "/tasks/exit",
+                    events_pb2.TaskExit(
+                        container_id=task.id,
+                        id=task.id,
+                        pid=pid,
+                        exit_status=status,
+                        exited_at=_ts(task.exited_ns),
+                    ),
+                )
+
+    # -- handlers ----------------------------------------------------------------------
+    async def create(self, payload: bytes, ctx: CallContext) -> bytes:
+        req = shim_task_pb2.CreateTaskRequest.FromString(payload)
+        if req.id in self.tasks:
+            raise TTRPCError(Code.ALREADY_EXISTS, f"container {req.id} already exists")
+        annotations = read_annotations(req.bundle)
+        enabled = apply_annotation_failpoints(annotations)
+        if enabled:
+            journal.emit("shim", "failpoints_from_annotations", id=req.id, points=enabled)
+        argv = DEFAULT_COMMAND
+        if ANNOTATION_COMMAND in annotations:
+            argv = [str(a) for a in json.loads(annotations[ANNOTATION_COMMAND])]
+        # The wrapper stops itself before exec: a real pid now, running only after Start.
+        wrapper = ["/bin/sh", "-c", 'kill -STOP $$; exec "$@"', "stub-init", *argv]
+        devnull = os.open(os.devnull, os.O_RDWR)
+        try:
+            pid = os.posix_spawnp(
+                wrapper[0],
+                wrapper,
+                dict(os.environ),
+                file_actions=[
+                    (os.POSIX_SPAWN_DUP2, devnull, 0),
+                    (os.POSIX_SPAWN_DUP2, devnull, 1),
+                    (os.POSIX_SPAWN_DUP2, devnull, 2),
+                ],
+                setsid=True,
+            )
+        finally:
+            os.close(devnull)
+        task = Task(req.id, req.bundle, pid)
+        self.tasks[req.id] = task
+        await _until(lambda: proc_state(pid) in ("T", ""), 2.0)
+        self.publisher.publish(
+            "/tasks/create",
+            events_pb2.TaskCreate(
+                container_id=req.id, bundle=req.bundle, pid=pid, rootfs=list(req.rootfs)
+            ),
+        )
+        return shim_task_pb2.CreateTaskResponse(pid=pid).SerializeToString()
+
+    async def start(self, payload: bytes, ctx: CallContext) -> bytes:
+        req = shim_task_pb2.StartRequest.FromString(payload)
+        task = self._task(req.id)
+        self._require("Start", task)
+        os.kill(task.pid, signal.SIGCONT)
+        task.state = states.after("Start", task.state)
+        self.publisher.publish(
+            "/tasks/start", events_pb2.TaskStart(container_id=task.id, pid=task.pid)
+        )
+        return shim_task_pb2.StartResponse(pid=task.pid).SerializeToString()
+
+    async def state(self, payload: bytes, ctx: CallContext) -> bytes:
+        req = shim_task_pb2.StateRequest.FromString(payload)
+        task = self._task(req.id)
+        resp = shim_task_pb2.StateResponse(
+            id=task.id,
+            bundle=task.bundle,
+            pid=task.pid,
+            status=_STATUS[task.state],
+            exit_status=task.exit_status,
+        )
+        if task.exited_ns:
+            resp.exited_at.CopyFrom(_ts(task.exited_ns))
+        return resp.SerializeToString()
+
+    async def pids(self, payload: bytes, ctx: CallContext) -> bytes:
+        req = shim_task_pb2.PidsRequest.FromString(payload)
+        task = self._task(req.id)
+        procs = [] if task.exited.is_set() else [task_types_pb2.ProcessInfo(pid=task.pid)]
+        return shim_task_pb2.PidsResponse(processes=procs).SerializeToString()
+
+    async def kill(self, payload: bytes, ctx: CallContext) -> bytes:
+        req = shim_task_pb2.KillRequest.FromString(payload)
+        task = self._task(req.id)
+        if task.exited.is_set():
+            raise TTRPCError(*states.REFUSALS["Kill"])
+        self._require("Kill", task)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(task.pid, req.signal or signal.SIGTERM)
+            if task.state is State.PAUSED and req.signal not in (signal.SIGKILL,):
+                os.kill(task.pid, signal.SIGCONT)
+        return EMPTY
+
+    async def wait(self, payload: bytes, ctx: CallContext) -> bytes:
+        req = shim_task_pb2.WaitRequest.FromString(payload)
+        task = self._task(req.id)
+        await task.exited.wait()
+        return shim_task_pb2.WaitResponse(
+            exit_status=task.exit_status, exited_at=_ts(task.exited_ns)
+        ).SerializeToString()
+
+    async def pause(self, payload: bytes, ctx: CallContext) -> bytes:
+        req = shim_task_pb2.PauseRequest.FromString(payload)
+        task = self._task(req.id)
+        self._require("Pause", task)
+        os.kill(task.pid, signal.SIGSTOP)
+        await _until(lambda: proc_state(task.pid) in ("T", "t", "Z", ""), 5.0)
+        task.state = states.after("Pause", task.state)
+        self.publisher.publish("/tasks/paused", events_pb2.TaskPaused(container_id=task.id))
+        return EMPTY
+
+    async def resume(self, payload: bytes, ctx: CallContext) -> bytes:
+        req = shim_task_pb2.ResumeRequest.FromString(payload)
+        task = self._task(req.id)
+        self._require("Resume", task)
+        os.kill(task.pid, signal.SIGCONT)
+        await _until(lambda: proc_state(task.pid) not in ("T", "t"), 5.0)
+        task.state = states.after("Resume", task.state)
+        self.publisher.publish("/tasks/resumed", events_pb2.TaskResumed(container_id=task.id))
+        return EMPTY
+
+    async def delete(self, payload: bytes, ctx: CallContext) -> bytes:
+        req = shim_task_pb2.DeleteRequest.FromString(payload)
+        task = self._task(req.id)
+        inflight = self.deleting.setdefault(task.id, set())
+        if inflight:
+            journal.emit(
+                "shim",
+                "delete_overlap",
+                id=task.id,
+                stream_id=ctx.stream_id,
+                overlapping=sorted(inflight),
+            )
+        inflight.add(ctx.stream_id)
+        try:
+            self._require("Delete", task)
+            # phase 1: the process is gone from the runtime's point of view
+            if not task.exited.is_set():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(task.pid, signal.SIGKILL)
+                await asyncio.wait_for(task.exited.wait(), 5.0)
+            task.state = State.DELETED
+            journal.emit("shim", "delete_phase1", id=task.id, stream_id=ctx.stream_id)
+            action = failpoints.point("shim.Delete.between").evaluate()
+            if action is not None:
+                journal.emit("shim", "fault", point="shim.Delete.between", action=action.kind)
+                await action.apply_async()
+            # phase 2: drop the container from the map; only now can Shutdown exit
+            self.tasks.pop(task.id, None)
+            journal.emit(
+                "shim",
+                "delete_phase2",
+                id=task.id,
+                stream_id=ctx.stream_id,
+                remaining=len(self.tasks),
+            )
+            self.publisher.publish(
+                "/tasks/delete",
+                events_pb2.TaskDelete(
+                    container_id=task.id,
+                    id="",
+                    pid=task.pid,
+                    exit_status=task.exit_status,
+                    exited_at=_ts(task.exited_ns),
+                ),
+            )
+            return shim_task_pb2.DeleteResponse(
+                pid=task.pid, exit_status=task.exit_status, exited_at=_ts(task.exited_ns)
+            ).SerializeToString()
+        finally:
+            inflight.discard(ctx.stream_id)
+
+    async def connect(self, payload: bytes, ctx: CallContext) -> bytes:
+        req = shim_task_pb2.ConnectRequest.FromString(payload)
+        task = self.tasks.get(req.id)
+        return shim_task_pb2.ConnectResponse(
+            shim_pid=os.getpid(), task_pid=task.pid if task else 0, version="stub"
+        ).SerializeToString()
+
+    async def shutdown(self, payload: bytes, ctx: CallContext) -> bytes:
+        if self.tasks:
+            journal.emit("shim", "shutdown_noop", remaining=sorted(self.tasks))
+            return EMPTY
+        journal.emit("shim", "shutdown")
+        ctx.after_reply = self._on_empty_shutdown
+        return EMPTY
+
+    async def stats(self, payload: bytes, ctx: CallContext) -> bytes:
+        raise TTRPCError(Code.NOT_FOUND, "no cgroup for the stub shim's tasks")
+
+
+async def _until(cond: Callable[[], bool], timeout: float) -> bool:
+    """Poll a kernel-side condition (process state) with a deadline; True if it held."""
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while not cond():
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.02)
+    return True
