@@ -60,7 +60,9 @@ def test_forwarded_event_reaches_subscribers(containerd):
             )
             client = await Client.connect(f"unix://{containerd}.ttrpc")
             exit_event = events_pb2.TaskExit(container_id="c1", id="c1", exit_status=137)
-            # the subscription is live once containerd accepted the stream; forward until seen
+            # The subscription is live once containerd accepted the stream: forward until
+            # the one pending read completes (never cancel it: that ends the gRPC call).
+            reader = asyncio.ensure_future(sub.read())
             got = None
             for _ in range(50):
                 await client.call(
@@ -69,11 +71,10 @@ def test_forwarded_event_reaches_subscribers(containerd):
                     _envelope("rcv", "/tasks/exit", exit_event),
                     timeout=5,
                 )
-                try:
-                    got = await asyncio.wait_for(sub.read(), 0.2)
+                done, _ = await asyncio.wait({reader}, timeout=0.2)
+                if done:
+                    got = reader.result()
                     break
-                except TimeoutError:
-                    continue
             assert got is not None, "no event reached the subscriber"
             decoded = events_pb2.TaskExit.FromString(got.event.value)
             assert (got.namespace, got.topic, got.event.type_url) == (
