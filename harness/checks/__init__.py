@@ -1,0 +1,1 @@
+"""Checks: decide, within a bound, whether the world converged and whether anything leaked."""

@@ -1,0 +1,95 @@
+"""A private containerd: own root, state, config and socket; never the system instance.
+
+Why its PATH starts with the virtualenv's ``bin``: containerd resolves the runtime
+``io.containerd.stub.v2`` to ``containerd-shim-stub-v2`` on *its own* PATH, and passes its
+environment (including the run's ``RECONVERGE_*`` markers) on to every shim it launches,
+so shims journal into the run and a sweep can find them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from harness import binaries, journal
+from harness.errors import ReconvergeError
+from harness.providers.process import ManagedProcess, unix_open
+from harness.run import Run
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "containerd"
+STUB_RUNTIME = "io.containerd.stub.v2"
+
+
+class Containerd:
+    """One containerd process; ``restart`` keeps root and state so it reconnects to shims."""
+
+    def __init__(self, run: Run, *, binary: Path | None = None, name: str = "containerd") -> None:
+        self.run = run
+        self.name = name
+        self.binary = Path(binary) if binary else binaries.require("containerd")
+        self.dir = run.path(name, mkdir=True)
+        self.root = self.dir / "root"
+        self.state = self.dir / "state"
+        self.address = self.dir / "c.sock"
+        self.config = self.dir / "config.toml"
+        template = (FIXTURES / "config-v2.toml").read_text()
+        self.config.write_text(
+            template.replace("{root}", str(self.root))
+            .replace("{state}", str(self.state))
+            .replace("{address}", str(self.address))
+        )
+        self.proc: ManagedProcess | None = None
+
+    @property
+    def ttrpc_address(self) -> Path:
+        return Path(f"{self.address}.ttrpc")
+
+    def bundle(self, namespace: str, container_id: str) -> Path:
+        """Where containerd keeps a task's bundle (the shim's cwd)."""
+        return self.state / "io.containerd.runtime.v2.task" / namespace / container_id
+
+    def start(self, *, timeout: float = 20.0) -> Containerd:
+        venv_bin = str(Path(sys.executable).parent)
+        env = {"PATH": f"{venv_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+        self.proc = ManagedProcess(
+            self.run, self.name, [self.binary, "--config", self.config], env=env
+        ).start()
+        self.proc.wait_ready(
+            lambda: unix_open(self.address) and unix_open(self.ttrpc_address),
+            timeout=timeout,
+            what="gRPC and ttrpc sockets accepting",
+        )
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+            self.run.janitor.forget_process(self.proc.pid)
+
+    def kill(self) -> None:
+        """SIGKILL containerd alone: its shims survive, as under systemd's KillMode=process."""
+        if self.proc is not None:
+            self.proc.kill()
+
+    def restart(self, *, kill: bool = False) -> None:
+        """Stop (gracefully or with SIGKILL) and start again on the same root and state."""
+        if self.proc is None or self.proc.popen is None:
+            raise ReconvergeError(f"{self.name} was never started")
+        if kill:
+            self.kill()
+        else:
+            self.proc.popen.terminate()  # the leader only: shims keep running
+            self.proc.popen.wait(timeout=10)
+        journal.emit(self.name, "restarting", kill=kill)
+        self.start()
+
+    def ctr(self, namespace: str, *args: str, timeout: float = 30.0) -> str:
+        """Run ``ctr`` against this containerd; one clear error when it fails."""
+        ctr = binaries.require("ctr")
+        cmd = [str(ctr), "--address", str(self.address), "-n", namespace, *args]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        journal.emit("ctr", args[0] if args else "ctr", args=" ".join(args), code=out.returncode)
+        if out.returncode != 0:
+            raise ReconvergeError(f"ctr {' '.join(args)} failed: {out.stderr.strip()[-300:]}")
+        return out.stdout

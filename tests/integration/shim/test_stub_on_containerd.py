@@ -1,0 +1,124 @@
+"""The stub shim under the real containerd 1.6.20, driven with ctr like a person would."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from harness import binaries
+from harness.checks import leaks
+from harness.providers.containerd import STUB_RUNTIME
+from harness.wait import wait_for
+
+pytestmark = pytest.mark.needs("containerd")
+
+FP = "io.containerd.runtime.v2.shim.failpoint."
+
+
+def _run(containerd, ns: str, cid: str, *annotations: str) -> None:
+    rootfs = containerd.dir / "rootfs"
+    rootfs.mkdir(exist_ok=True)
+    args = ["run", "-d", "--null-io", "--runtime", STUB_RUNTIME, "--rootfs"]
+    for a in annotations:
+        args += ["--annotation", a]
+    containerd.ctr(ns, *args, str(rootfs), cid)  # --rootfs: the first argument is a path
+
+
+def _status(containerd, ns: str, cid: str) -> str:
+    for line in containerd.ctr(ns, "task", "ls").splitlines()[1:]:
+        parts = line.split()
+        if parts and parts[0] == cid:
+            return parts[-1]
+    return "ABSENT"
+
+
+def _events(containerd, ns: str) -> subprocess.Popen:
+    ctr = binaries.require("ctr")
+    return subprocess.Popen(
+        [str(ctr), "--address", str(containerd.address), "events"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def _kill_and_delete(containerd, ns: str, cid: str) -> None:
+    containerd.ctr(ns, "task", "kill", "-s", "SIGKILL", cid)
+    wait_for(
+        lambda: _status(containerd, ns, cid),
+        timeout=10,
+        what=f"{cid} stopped",
+        accept=lambda s: s == "STOPPED",
+    )
+    containerd.ctr(ns, "task", "delete", cid)
+    containerd.ctr(ns, "container", "delete", cid)
+
+
+def test_lifecycle_events_and_nothing_left(containerd, ctd_namespace, reconverge_run):
+    ns, cid = ctd_namespace, "life"
+    events = _events(containerd, ns)
+    try:
+        _run(containerd, ns, cid)
+        assert _status(containerd, ns, cid) == "RUNNING"
+        containerd.ctr(ns, "task", "pause", cid)
+        assert _status(containerd, ns, cid) == "PAUSED"
+        containerd.ctr(ns, "task", "resume", cid)
+        assert _status(containerd, ns, cid) == "RUNNING"
+        _kill_and_delete(containerd, ns, cid)
+        found = leaks.wait_until_clean(
+            reconverge_run.dir, timeout=2.0, state_dir=containerd.state, namespace=ns
+        )
+        assert found == [], [str(f) for f in found]
+    finally:
+        events.terminate()
+        out, _ = events.communicate(timeout=10)
+    # "<date> <time> +0000 UTC <namespace> <topic> <event>"
+    topics = [ln.split()[ln.split().index(ns) + 1] for ln in out.splitlines() if f" {ns} " in ln]
+    expected = [
+        "/tasks/create",
+        "/tasks/start",
+        "/tasks/paused",
+        "/tasks/resumed",
+        "/tasks/exit",
+        "/tasks/delete",
+    ]
+    assert [t for t in topics if t.startswith("/tasks/")] == expected, topics
+
+
+def test_ignored_shutdown_error_leaks_the_shim(containerd, ctd_namespace, reconverge_run):
+    """containerd#8981: 1.6.20 logs the Shutdown error, forgets the shim, deletes the bundle."""
+    ns, cid = ctd_namespace, "leaky"
+    _run(containerd, ns, cid, f"{FP}Shutdown=1*error(please retry)")
+    _kill_and_delete(containerd, ns, cid)
+    t0 = time.monotonic()
+    found = leaks.find_leaks(reconverge_run.dir, state_dir=containerd.state, namespace=ns)
+    assert time.monotonic() - t0 < 1.0
+    assert [(f.kind, f.container_id) for f in found] == [("shim-process", cid)], found
+    assert "answers Connect" in found[0].evidence
+    assert not containerd.bundle(ns, cid).exists()
+    assert "failed to shutdown shim task" in containerd.proc.log_tail(50)
+
+
+def test_without_the_failpoint_nothing_leaks(containerd, ctd_namespace, reconverge_run):
+    ns, cid = ctd_namespace, "clean"
+    _run(containerd, ns, cid)
+    _kill_and_delete(containerd, ns, cid)
+    found = leaks.wait_until_clean(
+        reconverge_run.dir, timeout=1.0, state_dir=containerd.state, namespace=ns
+    )
+    assert found == [], [str(f) for f in found]
+
+
+def test_duplicated_exit_event_reaches_subscribers_twice(containerd, ctd_namespace):
+    ns, cid = ctd_namespace, "dup"
+    events = _events(containerd, ns)
+    try:
+        _run(containerd, ns, cid, f"{FP}publish.tasks.exit=1*duplicate(1)")
+        _kill_and_delete(containerd, ns, cid)
+    finally:
+        events.terminate()
+        out, _ = events.communicate(timeout=10)
+    exits = [line for line in out.splitlines() if f" {ns} " in line and "/tasks/exit" in line]
+    assert len(exits) == 2, out
