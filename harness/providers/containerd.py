@@ -14,7 +14,7 @@ from pathlib import Path
 
 from harness import binaries, journal
 from harness.errors import ReconvergeError
-from harness.providers.process import ManagedProcess, unix_open
+from harness.providers.process import ManagedProcess, free_port, tcp_open, unix_open
 from harness.run import Run
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "containerd"
@@ -83,6 +83,26 @@ class Containerd:
             self.proc.popen.wait(timeout=10)
         journal.emit(self.name, "restarting", kill=kill)
         self.start()
+
+    def tcp_relay(self, which: str = "grpc") -> str:
+        """Expose the gRPC (or ttrpc) unix socket on 127.0.0.1 so toxiproxy can sit in front.
+
+        containerd's own ``tcp_address`` serves only CRI, so a relay is the way in; socat
+        forks one relay process per connection, which keeps connection resets per-call.
+        """
+        target = self.address if which == "grpc" else self.ttrpc_address
+        port = free_port()
+        relay = ManagedProcess(
+            self.run,
+            f"relay-{self.name}-{which}",
+            [
+                binaries.require("socat"),
+                f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr",
+                f"UNIX-CONNECT:{target}",
+            ],
+        ).start()
+        relay.wait_ready(lambda: tcp_open("127.0.0.1", port), timeout=10, what="listening")
+        return f"127.0.0.1:{port}"
 
     def ctr(self, namespace: str, *args: str, timeout: float = 30.0) -> str:
         """Run ``ctr`` against this containerd; one clear error when it fails."""

@@ -106,7 +106,7 @@ class KindProvider(Provider):
         return [
             {
                 "component": "kind",
-                "status": "ok" if a else ("missing" if kind is None else "optional"),
+                "status": "ok" if a else "optional",
                 "version": version,
                 "path": str(kind) if kind else "-",
                 "backend": "kind" if a else f"kind ({a.reason})",

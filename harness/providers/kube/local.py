@@ -185,7 +185,7 @@ class LocalControlPlane(Cluster):
             self.etcd_proxy = self.etcd_proxy_client.create(
                 f"{self.run.id}-etcd", f"127.0.0.1:{self.etcd_port}"
             )
-            self.run.janitor.callback("kube etcd proxy", self.etcd_proxy.destroy)
+            self.run.janitor.callback("kube etcd proxy", self._destroy_etcd_proxy)
             etcd_url = f"http://{self.etcd_proxy.listen}"
         self._start_apiserver(etcd_url)
         self.creds = kubeconfig.Credentials(
@@ -375,10 +375,13 @@ class LocalControlPlane(Cluster):
         for proc in (self.apiserver, self.etcd):
             if proc is not None:
                 proc.stop(grace=10.0)
-        if self.etcd_proxy is not None:
-            try:
-                self.etcd_proxy.destroy()
-            except Exception:
-                pass
-            self.etcd_proxy = None
+        self._destroy_etcd_proxy()
         journal.emit("kube", "control_plane_stopped")
+
+    def _destroy_etcd_proxy(self) -> None:
+        proxy, self.etcd_proxy = self.etcd_proxy, None
+        if proxy is not None:
+            try:
+                proxy.destroy()
+            except Exception:  # the toxiproxy server may already be gone at run close
+                pass
