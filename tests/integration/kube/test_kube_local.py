@@ -154,3 +154,47 @@ def test_sigkilled_run_leaves_no_control_plane_after_sweep(tmp_path):
     )
     assert janitor.pids_marked(run_dir.name) == []
     assert not any(p.name.startswith(f"rcv-{run_dir.name}") for p in os.scandir("/dev/shm"))
+
+
+def test_kubeconfig_provider_borrows_a_running_cluster(kube_cluster, reconverge_run):
+    """The ``kubeconfig`` backend, pointed at the session cluster's kubeconfig."""
+    from harness.providers.kube import Unsupported
+    from harness.providers.kube.existing import KubeconfigProvider
+
+    provider = KubeconfigProvider(kube_cluster.kubeconfig)
+    assert provider.availability()
+    borrowed = provider.start(reconverge_run)
+    truth = borrowed.truth()
+    try:
+        assert truth.get(NAMESPACES, None, "default") is not None
+        assert borrowed.address == kube_cluster.address
+        assert not borrowed.can(RESTART) and not borrowed.can(COMPACT)
+        with pytest.raises(Unsupported):
+            borrowed.compact()
+    finally:
+        truth.close()
+        borrowed.stop()
+
+
+@pytest.mark.needs("toxiproxy", "etcd", "kube-apiserver")
+def test_etcd_behind_toxiproxy_surfaces_as_api_latency(reconverge_run, toxiproxy_server):
+    """apiserver -> toxiproxy -> etcd: storage latency shows up on API writes."""
+    import time
+
+    from harness.providers.kube.local import LocalProvider
+
+    plane = LocalProvider().start(reconverge_run, etcd_proxy=toxiproxy_server.client)
+    truth = plane.truth()
+    try:
+        assert plane.etcd_proxy is not None
+        t0 = time.monotonic()
+        truth.create(NAMESPACES, None, {"metadata": {"name": "fast"}})
+        fast = time.monotonic() - t0
+        plane.etcd_proxy.add_toxic("latency", latency=300, jitter=0)
+        t0 = time.monotonic()
+        truth.create(NAMESPACES, None, {"metadata": {"name": "slow"}})
+        slow = time.monotonic() - t0
+        assert slow >= 0.3 and slow > fast + 0.2, (fast, slow)
+    finally:
+        truth.close()
+        plane.stop()
