@@ -363,6 +363,10 @@ def _write_bundle(root: Path, item: pytest.Item, run: Run, records: list[Any]) -
 # from here so installing the package is enough to get them.
 pytest_plugins = [
     name
-    for name in ("harness.containerd_fixtures", "harness.kube_fixtures")
+    for name in (
+        "harness.containerd_fixtures",
+        "harness.kube_fixtures",
+        "harness.sandbox_fixtures",
+    )
     if importlib.util.find_spec(name) is not None
 ]

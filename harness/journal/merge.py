@@ -36,3 +36,17 @@ def load(run_dir: Path | str) -> list[Record]:
 def since(records: list[Record], mono: float) -> list[Record]:
     """Records at or after a monotonic instant (e.g. the start of one test)."""
     return [r for r in records if r.mono >= mono]
+
+
+def find(
+    run_dir: Path | str, *, after: float, component: str, event: str, **fields: object
+) -> list[Record]:
+    """Records of one kind since an instant whose fields match (what a case waits on)."""
+    return [
+        r
+        for r in since(load(run_dir), after)
+        if r.component == component
+        and r.event == event
+        and all(r.fields.get(k) == v for k, v in fields.items())
+    ]
+

@@ -183,6 +183,14 @@ class ContainerdClient:
         resp = await self._call("task.list", self.tasks.List, tasks_pb2.ListTasksRequest(), timeout)
         return {p.id or p.container_id: STATUS_NAMES.get(p.status, "UNKNOWN") for p in resp.tasks}
 
+    async def publish(self, topic: str, event: Message, timeout: float | None = 5) -> None:
+        """Publish ``event`` on ``topic`` in this namespace (barriers, readiness probes)."""
+        name = event.DESCRIPTOR.full_name
+        req = events_service_pb2.PublishRequest(
+            topic=topic, event=any_pb2.Any(type_url=name, value=event.SerializeToString())
+        )
+        await self._call("events.publish", self.events.Publish, req, timeout)
+
     async def subscribe(self, *filters: str) -> AsyncIterator[Event]:
         """Events for all namespaces matching ``filters`` (containerd's filter syntax)."""
         call = self.events.Subscribe(events_service_pb2.SubscribeRequest(filters=list(filters)))

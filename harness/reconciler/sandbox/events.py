@@ -1,0 +1,151 @@
+"""Event intake: containerd's event stream → per-key backoff queue → idempotent handlers.
+
+Topics follow the switches: PR #404 (seed a) subscribes to ``/tasks/paused`` and
+``/tasks/resumed``; the pre-fix CRI podsandbox controller (seed b, 0034ae95) also
+subscribed to ``/tasks/exit`` and so deleted every sandbox twice. When the stream is lost
+the intake relists — asks the shim's truth for every sandbox and feeds the same handlers —
+because events missed while disconnected are never replayed (§3.6).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from harness import journal
+from harness.protos import events_pb2
+from harness.reconciler.sandbox import bugs, exits
+from harness.reconciler.sandbox.pause import converge_resume
+from harness.reconciler.sandbox.record import now_ns
+from harness.reconciler.sandbox.runtime import describe
+
+if TYPE_CHECKING:
+    from harness.reconciler.sandbox.reconciler import SandboxReconciler
+
+PAUSED = "/tasks/paused"
+RESUMED = "/tasks/resumed"
+EXIT = "/tasks/exit"
+READY = "/reconverge/reconciler-ready"
+
+
+def topics(rec: SandboxReconciler) -> list[str]:
+    out = []
+    if not rec.bug(bugs.PAUSE_RESUME_PRE404):  # seed a: 7b6ad491 ignored paused/resumed
+        out += [PAUSED, RESUMED]
+    if rec.bug(bugs.DUAL_EXIT_HANDLERS):  # seed b: 0034ae95 also Subscribe()d to exits
+        out.append(EXIT)
+    return out
+
+
+def key_of(evt: Any) -> str:
+    """``convertEvent``: TaskExit/TaskPaused/TaskResumed are keyed by container id."""
+    return str(evt.container_id)
+
+
+async def handle(rec: SandboxReconciler, evt: Any) -> None:
+    """Dispatch one event (also what a backoff replay calls)."""
+    if isinstance(evt, events_pb2.TaskExit):
+        await exits.handle_sandbox_exit(rec, evt)
+    elif isinstance(evt, events_pb2.TaskPaused):
+        await on_paused(rec, evt)
+    elif isinstance(evt, events_pb2.TaskResumed):
+        await on_resumed(rec, evt)
+
+
+async def on_paused(rec: SandboxReconciler, evt: events_pb2.TaskPaused) -> None:
+    await _pause_event(rec, str(evt.container_id), paused=True)
+
+
+async def on_resumed(rec: SandboxReconciler, evt: events_pb2.TaskResumed) -> None:
+    await _pause_event(rec, str(evt.container_id), paused=False)
+
+
+async def _pause_event(rec: SandboxReconciler, cid: str, *, paused: bool) -> None:
+    """Idempotent: a replay or a duplicate yields the same record (§1.6 event path)."""
+    if cid.startswith("exec-"):
+        return
+    sb = rec.sandboxes.get(cid)
+    if sb is None:
+        return
+    async with rec.object_lock(cid):  # the object lock, not the RPC lifecycle lock
+        if sb.user_mark_deleted_at or sb.is_terminated():
+            return  # do not backfill paused semantics once terminal
+        if paused:
+            rec.write(sb, "event", paused_at=sb.first.paused_at or now_ns(), pausing_at=0)
+        elif rec.bug(bugs.RESUMED_EVENT_KEEPS_BINDINGS):
+            # seed a: the first revision of PR #404 only cleared the markers on
+            # /tasks/resumed; its third commit routed the event through the converger.
+            rec.write(sb, "event", paused_at=0, pausing_at=0)
+        else:
+            converge_resume(rec, sb, now_ns(), "event")
+        rec.persist(sb)  # a persistence error goes to the backoff queue
+
+
+async def run(rec: SandboxReconciler) -> None:
+    """Subscribe, dispatch, and on a lost stream relist and subscribe again."""
+    wanted = topics(rec)
+    if not wanted:
+        rec.subscribed.set()
+        return
+    ns = rec.runtime.namespace
+    filters = [f'namespace=={ns},topic=="{t}"' for t in (*wanted, READY)]
+    lost = False
+    while True:
+        prober = asyncio.ensure_future(_announce(rec))
+        try:
+            async for env in rec.runtime.client.subscribe(*filters):
+                if env.topic == READY:
+                    if not rec.subscribed.is_set():
+                        rec.subscribed.set()
+                        journal.emit("reconciler", "event_stream_ready")
+                        if lost:
+                            await relist(rec)
+                    continue
+                if env.event is None:
+                    continue
+                journal.emit("reconciler", "event_in", topic=env.topic, id=key_of(env.event))
+                await rec.backoff.handle(key_of(env.event), env.event)
+            raise ConnectionError("event stream ended")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the stream is lost: relist once it is back
+            rec.subscribed.clear()
+            lost = True
+            journal.emit("reconciler", "event_stream_lost", error=describe(exc))
+            await asyncio.sleep(rec.timing.backoff_tick)
+        finally:
+            prober.cancel()
+
+
+async def _announce(rec: SandboxReconciler) -> None:
+    """Publish readiness probes until our own subscription delivers one.
+
+    Why: a gRPC server stream gives no signal when containerd has registered it, and an
+    event published before that is lost; seeing our own probe proves the stream is live.
+    """
+    while not rec.subscribed.is_set():
+        try:
+            await rec.runtime.client.publish(READY, events_pb2.TaskPaused(container_id="-"), 1.0)
+        except Exception as exc:  # the stream loop notices a dead connection itself
+            journal.emit("reconciler", "ready_probe_failed", error=describe(exc))
+        await asyncio.sleep(0.05)
+
+
+async def relist(rec: SandboxReconciler) -> None:
+    """Feed the handlers what the shims say now, for every live sandbox."""
+    journal.emit("reconciler", "relist", sandboxes=len(rec.sandboxes))
+    for sid, sb in list(rec.sandboxes.items()):
+        if sb.is_terminated():
+            continue
+        try:
+            status = await rec.runtime.status(sid, timeout=rec.timing.reconcile_query)
+        except Exception as exc:
+            journal.emit("reconciler", "relist_query_failed", id=sid, error=describe(exc))
+            continue
+        evt: Any = None
+        if status == "PAUSED" and sb.state() != "PAUSED" and PAUSED in topics(rec):
+            evt = events_pb2.TaskPaused(container_id=sid)
+        elif status == "RUNNING" and sb.is_paused() and RESUMED in topics(rec):
+            evt = events_pb2.TaskResumed(container_id=sid)
+        if evt is not None:
+            await rec.backoff.handle(sid, evt)

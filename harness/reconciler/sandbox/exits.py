@@ -1,0 +1,90 @@
+"""Sandbox exit → task delete, with one owner (§2, §4.3.7).
+
+The exit watcher (``task.Wait``) is the only deleter in the fixed controller (containerd
+2042e805b); its failures go to the backoff queue under the sandbox id, with a TaskExit that
+carries the sandbox id so the replay can find the sandbox. Deletes are single-flight per id:
+a second caller awaits the first one's result instead of sending another Delete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import grpc
+
+from harness import journal
+from harness.protos import events_pb2
+from harness.reconciler.sandbox import bugs, delete
+from harness.reconciler.sandbox.record import now_ns
+from harness.reconciler.sandbox.runtime import describe, is_not_found
+
+if TYPE_CHECKING:
+    from harness.reconciler.sandbox.reconciler import SandboxReconciler
+
+
+async def watch(rec: SandboxReconciler, sid: str) -> None:
+    """Wait for the sandbox task to exit, then handle the exit (inline, else backoff)."""
+    while True:
+        try:
+            status = await rec.runtime.wait(sid)
+            break
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if is_not_found(exc):
+                status = 255  # the task is already gone: still run the exit handling
+                break
+            code = exc.code() if isinstance(exc, grpc.aio.AioRpcError) else None
+            journal.emit("reconciler", "wait_failed", id=sid, error=describe(exc), code=str(code))
+            await asyncio.sleep(rec.timing.backoff_tick)  # the connection comes back; wait again
+    evt = events_pb2.TaskExit(container_id=sid, id=sid, exit_status=status)
+    if rec.bug(bugs.WATCHER_EXIT_WITHOUT_ID):
+        # seed b, containerd 0034ae95: waitSandboxExit built its TaskExit without ID, and the
+        # handler looks sandboxes up by e.ID -> a backoff replay of it finds nothing and
+        # counts as success. 2042e805b fills ID and ContainerID with the sandbox id.
+        evt.id = ""
+    journal.emit("reconciler", "sandbox_exit", id=sid, exit_status=status, owner="watcher")
+    try:
+        await asyncio.wait_for(handle_sandbox_exit(rec, evt), rec.timing.exit_handle)
+    except Exception as exc:
+        rec.backoff.backoff(sid, evt, exc)
+
+
+async def handle_sandbox_exit(rec: SandboxReconciler, evt: events_pb2.TaskExit) -> None:
+    """Delete the task, then mark the sandbox exited (``handleSandboxTaskExit``)."""
+    sb = rec.sandboxes.get(str(evt.id))  # by e.ID, to exclude exec exits
+    if sb is None:
+        journal.emit("reconciler", "exit_without_sandbox", id=evt.id, container_id=evt.container_id)
+        return
+    status = await delete_single_flight(rec, sb.id)
+    async with rec.object_lock(sb.id):
+        if not sb.first.finished_at:
+            rec.write(sb, "exit", finished_at=now_ns(), exit_code=int(status))
+        rec.persist(sb)
+    rec.exited(sb.id)
+
+
+async def delete_single_flight(rec: SandboxReconciler, sid: str) -> int:
+    """One Delete in flight per id; later callers share its outcome."""
+    if rec.bug(bugs.DUAL_EXIT_HANDLERS):
+        # seed b, containerd 0034ae95: watcher and subscriber each called task.Delete; no
+        # per-id guard anywhere, so both Deletes reach the shim concurrently.
+        return await delete.delete_task(rec, sid)
+    pending = rec.deletes_inflight.get(sid)
+    if pending is not None:
+        journal.emit("reconciler", "delete_joined", id=sid)
+        return await asyncio.shield(pending)
+    fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    rec.deletes_inflight[sid] = fut
+    try:
+        status = await delete.delete_task(rec, sid)
+    except BaseException as exc:
+        fut.set_exception(exc if isinstance(exc, Exception) else RuntimeError("delete cancelled"))
+        fut.exception()  # mark retrieved: joiners re-raise it, nobody else must
+        raise
+    else:
+        fut.set_result(status)
+        return status
+    finally:
+        rec.deletes_inflight.pop(sid, None)
