@@ -49,4 +49,3 @@ def find(
         and r.event == event
         and all(r.fields.get(k) == v for k, v in fields.items())
     ]
-
