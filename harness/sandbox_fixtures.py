@@ -68,6 +68,7 @@ class SandboxEnv:
     def reconciler(
         self, bugs: Iterable[str] = (), *, timing: Timing | None = None
     ) -> ReconcilerHost:
+        bugs = set(bugs) | forced_bugs()
         host = ReconcilerHost(
             target=self.proxy.listen,
             namespace=self.namespace,
@@ -93,6 +94,16 @@ class SandboxEnv:
         control = self.shim_entry(sid).get("control", "")
         failpoints.ControlClient(f"unix:{control}").set(name, spec)
         journal.emit("harness", "shim_failpoint", id=sid, point=name, spec=spec)
+
+
+def forced_bugs() -> set[str]:
+    """Switches forced on for every reconciler by ``RECONVERGE_SANDBOX_BUGS`` (comma list).
+
+    Why: "a fixed variant with its fix disabled by hand" without editing code — the way to
+    see what a failing case prints (timeline, repro line) and that the repro reproduces it.
+    """
+    raw = os.environ.get("RECONVERGE_SANDBOX_BUGS", "")
+    return {b.strip() for b in raw.split(",") if b.strip()}
 
 
 def failpoint_annotations(**terms: str) -> dict[str, str]:

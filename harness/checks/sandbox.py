@@ -212,9 +212,21 @@ def leak(
     try:
         wait_for(clean, timeout=timeout, what="no leak", interval=0.05)
     except TooSlow:
-        shim = next((f for f in last if f.startswith("shim-process")), last[0])
-        return Outcome(False, f"leaked: {shim}", last)
-    return Outcome(True)
+        return Outcome(False, _leak_symptom(last), last)
+    return Outcome(True, details=["no shim, task or bundle left"])
+
+
+def _leak_symptom(found: list[str]) -> str:
+    """One line: is the shim alive, does containerd still list the task, is the bundle there."""
+    shim = next((f for f in found if f.startswith("shim-process")), "")
+    parts = [
+        ("shim alive, answers Connect" if "answers Connect" in shim else "shim alive")
+        if shim
+        else "shim gone",
+        "containerd task present" if any("containerd task" in f for f in found) else "no task",
+        "bundle present" if any(f.startswith("bundle") for f in found) else "bundle gone",
+    ]
+    return "leaked shim: " + ", ".join(parts)
 
 
 # -- delete concurrency (bug B) -----------------------------------------------------------------
@@ -268,7 +280,11 @@ class EventRecorder:
 
     def __enter__(self) -> EventRecorder:
         self._thread.start()
-        self._client = ContainerdClient(str(self.address), self.namespace)
+
+        async def make() -> ContainerdClient:  # grpc.aio channels belong to their loop
+            return ContainerdClient(str(self.address), self.namespace)
+
+        self._client = asyncio.run_coroutine_threadsafe(make(), self._loop).result(5)
         self._task = asyncio.run_coroutine_threadsafe(self._consume(), self._loop)
         self._publish_until_seen(self.READY)
         return self
@@ -338,6 +354,7 @@ def decide(
     buggy: bool,
     fault: str,
     outcomes: list[Outcome],
+    fixed_text: str = "view = truth",
 ) -> str:
     """Record the case's verdict and fail the test when the expectation does not hold.
 
@@ -351,7 +368,7 @@ def decide(
         symptom = bad[0].symptom if bad else "every checker passed"
     else:
         outcome = "DIVERGED" if bad else "CONVERGED"
-        symptom = bad[0].symptom if bad else "view = truth, no leak"
+        symptom = bad[0].symptom if bad else fixed_text
     verdict.record(
         suite=suite, case=case, variant=variant, fault=fault, outcome=outcome, symptom=symptom[:160]
     )

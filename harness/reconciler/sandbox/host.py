@@ -136,6 +136,12 @@ class ReconcilerHost:
         """Begin a pause without waiting (a concurrent.futures.Future of its outcome)."""
         return asyncio.run_coroutine_threadsafe(self._catch(self.r.pause(sid, timeout)), self.loop)
 
+    def call_soon_stop(self, sid: str, timeout: float) -> Any:
+        """Begin a stop without waiting (a concurrent.futures.Future of its outcome)."""
+        return asyncio.run_coroutine_threadsafe(
+            self._catch(self.r.stop_sandbox(sid, timeout)), self.loop
+        )
+
     def _outcome(self, coro: Coroutine[Any, Any, Any]) -> SandboxError | None:
         return self.call(self._catch(coro))
 
