@@ -35,6 +35,10 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+class StatusUnknown(Exception):
+    """containerd answered, but with status UNKNOWN (the shim's State failed inside it)."""
+
+
 class Runtime:
     """Task operations for one namespace, counted so quiescence can see calls in flight."""
 
@@ -68,7 +72,16 @@ class Runtime:
         await self._counted(self.client.resume(sid, timeout=timeout))
 
     async def status(self, sid: str, timeout: float) -> str:
-        return str(await self._counted(self.client.status(sid, timeout=timeout)))
+        """The task's status; a status containerd could not load is an error, not UNKNOWN.
+
+        Why: containerd 1.6.20's ``Tasks.Get`` answers OK with status UNKNOWN when the shim's
+        ``State`` times out inside containerd, but fails DEADLINE_EXCEEDED when the client's
+        deadline fires first — which one wins is a race. Both mean "could not load".
+        """
+        status = str(await self._counted(self.client.status(sid, timeout=timeout)))
+        if status == "UNKNOWN":
+            raise StatusUnknown(f"task {sid}: containerd could not load its status")
+        return status
 
     async def kill(self, sid: str, signal: int = 9) -> None:
         await self._counted(self.client.kill(sid, signal))
