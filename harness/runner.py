@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import subprocess
 import sys
 import tempfile
@@ -18,8 +19,35 @@ from harness.errors import ReconvergeError
 
 
 def _pytest(args: list[str]) -> int:
+    """Run pytest as a child; SIGTERM to us is passed on, so its fixtures tear down.
+
+    Why: a CI runner or ``kill`` stops ``reconverge run`` with SIGTERM, which is not sent to
+    the child; without forwarding, the pytest underneath would keep its containerd, shims
+    and proxies alive after we are gone.
+    """
     cmd = [sys.executable, "-m", "pytest", *args]
-    return subprocess.run(cmd, check=False).returncode
+    proc = subprocess.Popen(cmd)
+    stopped: list[int] = []
+
+    def forward(signum: int, frame: object) -> None:
+        stopped.append(signum)
+        proc.send_signal(signum)
+
+    old = signal.signal(signal.SIGTERM, forward)
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:  # Ctrl-C reached the child too (same process group)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    if stopped:
+        raise KeyboardInterrupt(f"signal {stopped[0]}")
+    return code
 
 
 def _verdict_keys(path: Path) -> dict[str, str]:
