@@ -23,10 +23,11 @@ import time
 
 import failpoints
 from harness import journal
+from harness.shim import relay
 from harness.shim.events import Publisher, events_address
 from harness.shim.main import parse_flags
 from harness.shim.paths import ShimPaths
-from harness.shim.service import SERVICE, TaskService
+from harness.shim.service import SERVICE, TaskService, read_annotations
 from harness.ttrpc import CallContext, Code, NoReply, Server, TTRPCError
 from harness.ttrpc.errors import code_by_name
 from harness.ttrpc.server import Handler
@@ -74,6 +75,8 @@ class Daemon:
         for method, handler in self.service.handlers().items():
             self.server.register(SERVICE, method, handler)
         self.control: failpoints.ControlServer | None = None
+        self.relay: relay.UnixRelay | None = None
+        self.proxy: dict[str, str] = {}
 
     async def intercept(self, payload: bytes, ctx: CallContext, handler: Handler) -> bytes:
         t0 = time.monotonic()
@@ -161,10 +164,25 @@ class Daemon:
             "bundle": os.getcwd(),
             "containerd_address": self.flags.get("address", ""),
             "started_at": time.time(),
+            **self.proxy,
         }
         tmp = self.paths.registry.with_suffix(".tmp")
         tmp.write_text(json.dumps(data))
         os.replace(tmp, self.paths.registry)
+
+    async def _listen(self, sock: socket.socket) -> None:
+        """Serve on ``start``'s socket, or put toxiproxy between it and us (``relay``)."""
+        api = read_annotations(os.getcwd()).get(relay.ANNOTATION_TOXIPROXY, "")
+        if not api:
+            await self.server.serve_socket(sock)
+            return
+        direct = await self.server.serve("tcp://127.0.0.1:0")
+        name = f"shim-{self.paths.key}"
+        listen = relay.create_proxy(api, name, direct.removeprefix("tcp://"))
+        self.relay = relay.UnixRelay(listen)
+        await self.relay.serve(sock)
+        self.proxy = {"toxiproxy": api, "proxy": name, "direct": direct, "proxy_listen": listen}
+        journal.emit("shim", "relay", **self.proxy)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -177,7 +195,7 @@ class Daemon:
         self.control = failpoints.serve(f"unix:{self.paths.control}")
         self.publisher.start()
         fd = int(os.environ["RECONVERGE_SHIM_FD"])
-        await self.server.serve_socket(socket.socket(fileno=fd))
+        await self._listen(socket.socket(fileno=fd))
         self.write_registry()
         journal.emit(
             "shim",
@@ -193,6 +211,9 @@ class Daemon:
         for task in self.service.tasks.values():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(task.pid, signal.SIGKILL)
+        if self.relay is not None:
+            await self.relay.close()
+            relay.delete_proxy(self.proxy["toxiproxy"], self.proxy["proxy"])
         await self.server.close()
         await self.publisher.close()
         if self.control is not None:
