@@ -172,7 +172,12 @@ class Daemon:
 
     async def _listen(self, sock: socket.socket) -> None:
         """Serve on ``start``'s socket, or put toxiproxy between it and us (``relay``)."""
-        api = read_annotations(os.getcwd()).get(relay.ANNOTATION_TOXIPROXY, "")
+        annotations = read_annotations(os.getcwd())
+        events_to = annotations.get(relay.ANNOTATION_EVENTS_ADDRESS, "")
+        if events_to:  # shim -> containerd events leg, e.g. through a toxiproxy proxy
+            self.publisher.address = events_to
+            journal.emit("shim", "events_address", address=events_to)
+        api = annotations.get(relay.ANNOTATION_TOXIPROXY, "")
         if not api:
             await self.server.serve_socket(sock)
             return

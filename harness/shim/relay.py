@@ -22,6 +22,10 @@ import socket
 from harness import journal
 
 ANNOTATION_TOXIPROXY = "io.reconverge.stub.toxiproxy"
+# shim -> containerd: publish events to this ttrpc address (e.g. a proxy in front of
+# ``Containerd.tcp_relay("ttrpc")``) instead of TTRPC_ADDRESS; per container, since one
+# containerd serves every test
+ANNOTATION_EVENTS_ADDRESS = "io.reconverge.stub.events_address"
 
 
 class RelayError(Exception):

@@ -132,3 +132,70 @@ def test_reset_mid_pause_leaves_a_paused_shim_containerd_forgot(
         with contextlib.suppress(Exception):
             containerd.ctr(ns, "container", "delete", cid)
     assert json.dumps(entry)  # the registry entry is plain JSON (for the janitor)
+
+
+@pytest.fixture(scope="module")
+def ttrpc_relay(containerd) -> str:
+    """containerd's ttrpc socket on 127.0.0.1 (socat), for proxies on the events leg."""
+    return containerd.tcp_relay("ttrpc")
+
+
+def test_events_leg_latency_delays_paused_event(containerd, ctd_namespace, toxiproxy, ttrpc_relay):
+    """shim -> containerd through toxiproxy: a latency toxic holds /tasks/paused back."""
+    from harness.checks.sandbox import EventRecorder
+    from harness.shim.relay import ANNOTATION_EVENTS_ADDRESS
+
+    ns, cid = ctd_namespace, "evleg"
+    proxy = toxiproxy.create("events", ttrpc_relay)
+    rootfs = containerd.dir / "rootfs"
+    rootfs.mkdir(exist_ok=True)
+    with EventRecorder(containerd.address, ns) as rec:
+        containerd.ctr(
+            ns,
+            "run",
+            "-d",
+            "--null-io",
+            "--runtime",
+            STUB_RUNTIME,
+            "--annotation",
+            f"{ANNOTATION_EVENTS_ADDRESS}=tcp://{proxy.listen}",
+            "--rootfs",
+            str(rootfs),
+            cid,
+        )
+        wait_for(
+            lambda: [t for t, i in rec.seen if i == cid],
+            timeout=10,
+            what="/tasks/start through the events proxy",
+            accept=lambda ts: "/tasks/start" in ts,
+        )
+        proxy.add_toxic("latency", name="slow", stream="upstream", latency=1500, jitter=0)
+        containerd.ctr(ns, "task", "pause", cid)
+        before = rec.barrier()  # published straight to containerd, not through the proxy
+        assert ("/tasks/paused", cid) not in before, before
+        wait_for(
+            lambda: [t for t, i in rec.seen if i == cid],
+            timeout=10,
+            what="/tasks/paused after the latency",
+            accept=lambda ts: "/tasks/paused" in ts,
+        )
+        order = [t for t, i in rec.seen if i == cid or t == EventRecorder.BARRIER]
+        assert order.index(EventRecorder.BARRIER) < order.index("/tasks/paused"), order
+        proxy.remove_toxic("slow")
+        containerd.ctr(ns, "task", "kill", "-s", "SIGKILL", cid)
+        wait_for(
+            lambda: _tasks_status(containerd, ns, cid),
+            timeout=10,
+            what="task stopped",
+            accept="STOPPED".__eq__,
+        )
+        containerd.ctr(ns, "task", "delete", cid)
+        containerd.ctr(ns, "container", "delete", cid)
+
+
+def _tasks_status(containerd, ns: str, cid: str) -> str:
+    for ln in containerd.ctr(ns, "task", "ls").splitlines()[1:]:
+        parts = ln.split()
+        if parts and parts[0] == cid:
+            return parts[-1]
+    return "ABSENT"
