@@ -26,6 +26,7 @@ _SOURCES: dict[str, tuple[str, str | None, tuple[str, ...]]] = {
     "docker": ("RECONVERGE_DOCKER_BIN", None, ("docker",)),
     "etcd": ("RECONVERGE_ETCD_BIN", "etcd", ("etcd",)),
     "kube-apiserver": ("RECONVERGE_KUBE_APISERVER_BIN", "kube-apiserver", ("kube-apiserver",)),
+    "busybox": ("RECONVERGE_BUSYBOX_BIN", None, ("busybox",)),
 }
 
 _VERSION_ARGS: dict[str, list[str]] = {
@@ -38,6 +39,7 @@ _VERSION_ARGS: dict[str, list[str]] = {
     "docker": ["--version"],
     "etcd": ["--version"],
     "kube-apiserver": ["--version"],
+    "busybox": ["--help"],
 }
 
 
@@ -62,7 +64,13 @@ def _cache_locate(name: str, version: str | None) -> Path | None:
 
 
 def locate(component: str, version: str | None = None) -> Found | None:
-    """The binary a run would use for ``component`` (or None)."""
+    """The binary a run would use for ``component`` (or None).
+
+    Raises:
+        ValueError: ``component`` is not one the harness knows (a programming error).
+    """
+    if component not in _SOURCES:
+        raise ValueError(f"unknown component {component!r}; known: {', '.join(sorted(_SOURCES))}")
     env_var, cache_name, path_names = _SOURCES[component]
     override = os.environ.get(env_var)
     if override:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.client
 import json
 import socket
 
@@ -33,6 +32,8 @@ class RelayError(Exception):
 
 
 def _api(api: str, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
+    import http.client  # only relayed shims pay for it
+
     host, _, port = api.rpartition(":")
     conn = http.client.HTTPConnection(host or "127.0.0.1", int(port), timeout=5)
     try:
