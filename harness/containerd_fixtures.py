@@ -6,11 +6,13 @@ and its shims are checked for leaks when it ends.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 
 import pytest
 
+from harness.checks import leaks
 from harness.providers.containerd import Containerd
 from harness.run import Run
 
@@ -24,7 +26,27 @@ def containerd(reconverge_run: Run) -> Iterator[Containerd]:
 
 
 @pytest.fixture
-def ctd_namespace(request: pytest.FixtureRequest) -> str:
-    """A containerd namespace unique to this test."""
-    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40]
-    return f"t-{name}"
+def ctd_namespace(
+    request: pytest.FixtureRequest, containerd: Containerd, reconverge_run: Run
+) -> Iterator[str]:
+    """A containerd namespace unique to this test, checked for leaks when the test ends.
+
+    The check runs after the test's own clean-up: a shim, socket, bundle, containerd task
+    or stdio FIFO still there 1 s later fails the test, each finding naming the container
+    id and this test.
+    """
+    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:32].strip("-")
+    digest = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:6]
+    ns = f"t-{name}-{digest}"
+    yield ns
+    found = leaks.wait_until_clean(
+        reconverge_run.dir,
+        timeout=1.0,
+        state_dir=containerd.state,
+        namespace=ns,
+        test=request.node.nodeid,
+        containerd_address=containerd.address,
+        containerd_pid=containerd.proc.pid if containerd.proc else None,
+    )
+    if found:
+        pytest.fail("leaked after the test:\n" + "\n".join(f"  {f}" for f in found), False)

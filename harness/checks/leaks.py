@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +84,42 @@ def registry(run_dir: Path | None = None) -> list[dict]:
     return out
 
 
+def containerd_tasks(address: Path, namespace: str, timeout: float = 5.0) -> dict[str, str]:
+    """Tasks containerd lists for ``namespace`` (its gRPC socket, no proxy)."""
+    from harness.providers.containerd_client import ContainerdClient
+
+    async def ask() -> dict[str, str]:
+        c = ContainerdClient(str(address), namespace)
+        try:
+            return await c.list_tasks(timeout=timeout)
+        finally:
+            await c.close()
+
+    return asyncio.run(ask())
+
+
+FIFO_SUFFIXES = ("-stdin", "-stdout", "-stderr")
+
+
+def fifos_held(pid: int) -> dict[str, list[str]]:
+    """Container id -> the stdio FIFOs process ``pid`` (containerd) holds open for it."""
+    out: dict[str, list[str]] = {}
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return out
+    for fd in fds:
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        name = target.rsplit("/", 1)[-1]
+        for suffix in FIFO_SUFFIXES:
+            if name.endswith(suffix):
+                out.setdefault(name.removesuffix(suffix), []).append(target)
+    return out
+
+
 def find_leaks(
     run_dir: Path,
     *,
@@ -90,9 +127,20 @@ def find_leaks(
     namespace: str | None = None,
     known_tasks: set[str] = frozenset(),  # type: ignore[assignment]
     test: str = "",
+    containerd_address: Path | None = None,
+    containerd_pid: int | None = None,
 ) -> list[Finding]:
-    """Shims (and bundles) alive for containers containerd no longer has a task for."""
+    """What outlived its containers: shims, sockets, bundles, containerd tasks, FIFOs.
+
+    ``known_tasks`` are containers the caller still expects to exist. With
+    ``containerd_address`` (and a ``namespace``), tasks containerd still lists are findings;
+    with ``containerd_pid``, stdio FIFOs containerd holds for unknown containers are.
+    """
     findings: list[Finding] = []
+    ours: set[str] = set()  # container ids whose shims ran in this namespace
+    for entry in registry(run_dir):
+        if namespace is None or entry.get("namespace") == namespace:
+            ours.add(str(entry.get("id", "")))
     for entry in registry(run_dir):
         ns, cid = entry.get("namespace", ""), entry.get("id", "")
         if namespace is not None and ns != namespace:
@@ -128,6 +176,35 @@ def find_leaks(
             if cid not in known_tasks:
                 findings.append(
                     Finding("bundle", cid, ns, 0, str(bundle), "bundle dir without a task", test)
+                )
+    if containerd_address is not None and namespace is not None:
+        with contextlib.suppress(Exception):  # a dead containerd has no tasks to leak
+            for cid, status in containerd_tasks(containerd_address, namespace).items():
+                if cid not in known_tasks:
+                    findings.append(
+                        Finding(
+                            "containerd-task",
+                            cid,
+                            namespace,
+                            0,
+                            str(containerd_address),
+                            f"containerd still lists the task ({status})",
+                            test,
+                        )
+                    )
+    if containerd_pid:
+        for cid, paths in sorted(fifos_held(containerd_pid).items()):
+            if cid in ours and cid not in known_tasks:
+                findings.append(
+                    Finding(
+                        "fifo",
+                        cid,
+                        namespace or "",
+                        containerd_pid,
+                        paths[0],
+                        f"containerd holds {len(paths)} stdio FIFO fd(s)",
+                        test,
+                    )
                 )
     return findings
 

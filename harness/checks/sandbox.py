@@ -72,17 +72,7 @@ def shim_status(run_dir: Path, namespace: str, sid: str, timeout: float = 5.0) -
     return asyncio.run(ask())
 
 
-def containerd_tasks(address: Path, namespace: str) -> dict[str, str]:
-    """Tasks containerd lists for ``namespace`` (direct socket)."""
-
-    async def ask() -> dict[str, str]:
-        c = ContainerdClient(str(address), namespace)
-        try:
-            return await c.list_tasks(timeout=5)
-        finally:
-            await c.close()
-
-    return asyncio.run(ask())
+containerd_tasks = leaks.containerd_tasks
 
 
 # -- quiescence -----------------------------------------------------------------------------
