@@ -18,7 +18,7 @@ from harness.errors import MissingBinary
 # component -> (env override, cache component name or None, PATH names)
 _SOURCES: dict[str, tuple[str, str | None, tuple[str, ...]]] = {
     "toxiproxy": ("RECONVERGE_TOXIPROXY_BIN", "toxiproxy", ("toxiproxy-server",)),
-    "containerd": ("RECONVERGE_CONTAINERD_BIN", None, ("containerd",)),
+    "containerd": ("RECONVERGE_CONTAINERD_BIN", "containerd", ("containerd",)),
     "ctr": ("RECONVERGE_CTR_BIN", None, ("ctr",)),
     "runc": ("RECONVERGE_RUNC_BIN", None, ("runc",)),
     "socat": ("RECONVERGE_SOCAT_BIN", None, ("socat",)),
@@ -28,6 +28,10 @@ _SOURCES: dict[str, tuple[str, str | None, tuple[str, ...]]] = {
     "kube-apiserver": ("RECONVERGE_KUBE_APISERVER_BIN", "kube-apiserver", ("kube-apiserver",)),
     "busybox": ("RECONVERGE_BUSYBOX_BIN", None, ("busybox",)),
 }
+
+# Cached builds of these are used only when a version is asked for: the default stays
+# Debian's (containerd 1.6.20), a 2.x build is chosen explicitly (``version="v2.1.5"``).
+_PINNED_ONLY = frozenset({"containerd"})
 
 _VERSION_ARGS: dict[str, list[str]] = {
     "toxiproxy": ["-version"],
@@ -76,7 +80,7 @@ def locate(component: str, version: str | None = None) -> Found | None:
     if override:
         p = Path(override)
         return Found(component, p, "env") if p.exists() else None
-    if cache_name:
+    if cache_name and (version is not None or component not in _PINNED_ONLY):
         p = _cache_locate(cache_name, version)
         if p is not None and p.exists():
             return Found(component, p, "cache")

@@ -24,10 +24,22 @@ STUB_RUNTIME = "io.containerd.stub.v2"
 class Containerd:
     """One containerd process; ``restart`` keeps root and state so it reconnects to shims."""
 
-    def __init__(self, run: Run, *, binary: Path | None = None, name: str = "containerd") -> None:
+    def __init__(
+        self,
+        run: Run,
+        *,
+        binary: Path | None = None,
+        version: str | None = None,
+        name: str = "containerd",
+    ) -> None:
+        """``version`` (e.g. ``"v2.1.5"``) picks a containerd 2.x from the build cache
+        (``reconverge build containerd@v2.1.5``); the default is Debian's 1.6.20 on PATH."""
         self.run = run
         self.name = name
-        self.binary = Path(binary) if binary else binaries.require("containerd")
+        self.binary = Path(binary) if binary else binaries.require("containerd", version)
+        # a cached build ships its own ctr next to containerd; Debian's is on PATH
+        sibling = self.binary.parent / "ctr"
+        self.ctr_binary = sibling if version and sibling.exists() else binaries.require("ctr")
         self.dir = run.path(name, mkdir=True)
         self.root = self.dir / "root"
         self.state = self.dir / "state"
@@ -106,8 +118,7 @@ class Containerd:
 
     def ctr(self, namespace: str, *args: str, timeout: float = 30.0) -> str:
         """Run ``ctr`` against this containerd; one clear error when it fails."""
-        ctr = binaries.require("ctr")
-        cmd = [str(ctr), "--address", str(self.address), "-n", namespace, *args]
+        cmd = [str(self.ctr_binary), "--address", str(self.address), "-n", namespace, *args]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
         journal.emit("ctr", args[0] if args else "ctr", args=" ".join(args), code=out.returncode)
         if out.returncode != 0:
