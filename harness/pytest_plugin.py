@@ -367,6 +367,7 @@ pytest_plugins = [
         "harness.containerd_fixtures",
         "harness.kube_fixtures",
         "harness.sandbox_fixtures",
+        "harness.cri_fixtures",
     )
     if importlib.util.find_spec(name) is not None
 ]

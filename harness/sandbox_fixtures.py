@@ -12,7 +12,6 @@ import contextlib
 import hashlib
 import os
 import re
-import signal
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,21 +132,6 @@ def sandbox_env(
     _reap(env)
 
 
-def _children(pid: int) -> list[int]:
-    """Processes whose parent is ``pid`` (a shim's task processes)."""
-    out = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            stat = (d / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
-            out.append(int(d.name))
-    return out
-
-
 def _reap(env: SandboxEnv) -> None:
     """Kill what the case left in its namespace (deliberate leaks included), journaled."""
     c, ns = env.containerd, env.namespace
@@ -158,18 +142,8 @@ def _reap(env: SandboxEnv) -> None:
             with contextlib.suppress(Exception):
                 c.ctr(ns, "task", "delete", "-f", line)
     for e in leaks.registry(env.run_dir):
-        if e.get("namespace") != ns:
-            continue
-        pid = int(e.get("pid") or 0)
-        if pid and leaks.shim_alive(pid):
-            children = _children(pid)
-            journal.emit("teardown", "reap_shim", id=e.get("id"), pid=pid, children=children)
-            for p in (pid, *children):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(p, signal.SIGKILL)
-        for key in ("socket", "registry"):
-            with contextlib.suppress(OSError):
-                Path(str(e.get(key, ""))).unlink()
+        if e.get("namespace") == ns:
+            leaks.reap(e)
     with contextlib.suppress(Exception):
         for line in c.ctr(ns, "container", "ls", "-q").split():
             with contextlib.suppress(Exception):

@@ -221,3 +221,40 @@ def wait_until_clean(run_dir: Path, *, timeout: float = 1.0, **kwargs: object) -
     with contextlib.suppress(TooSlow):
         wait_for(probe, timeout=timeout, what="shims cleaned up", interval=0.05)
     return last
+
+
+def children_of(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (a shim daemon's task processes)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+            out.append(int(d.name))
+    return out
+
+
+def reap(entry: dict) -> bool:
+    """Kill a leaked shim (and its task processes) and remove its files; True if it lived.
+
+    For teardown after a case that leaked on purpose: the evidence was judged, now the next
+    case must start clean. Journaled, so the timeline shows who removed it.
+    """
+    from harness import journal
+
+    pid = int(entry.get("pid") or 0)
+    alive = bool(pid) and shim_alive(pid)
+    if alive:
+        children = children_of(pid)
+        journal.emit("teardown", "reap_shim", id=entry.get("id"), pid=pid, children=children)
+        for p in (pid, *children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, 9)
+    for key in ("socket", "registry"):
+        with contextlib.suppress(OSError):
+            Path(str(entry.get(key, ""))).unlink()
+    return alive

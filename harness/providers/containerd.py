@@ -31,9 +31,12 @@ class Containerd:
         binary: Path | None = None,
         version: str | None = None,
         name: str = "containerd",
+        cri_sandbox_image: str | None = None,
     ) -> None:
         """``version`` (e.g. ``"v2.1.5"``) picks a containerd 2.x from the build cache
-        (``reconverge build containerd@v2.1.5``); the default is Debian's 1.6.20 on PATH."""
+        (``reconverge build containerd@v2.1.5``); the default is Debian's 1.6.20 on PATH.
+        ``cri_sandbox_image`` (2.x only) turns the CRI plugin on, with the stub as the
+        default runtime handler and that image as the pod sandbox image."""
         self.run = run
         self.name = name
         self.binary = Path(binary) if binary else binaries.require("containerd", version)
@@ -45,11 +48,17 @@ class Containerd:
         self.state = self.dir / "state"
         self.address = self.dir / "c.sock"
         self.config = self.dir / "config.toml"
-        template = (FIXTURES / "config-v2.toml").read_text()
+        self.cri = cri_sandbox_image is not None
+        template = (FIXTURES / ("config-v3-cri.toml" if self.cri else "config-v2.toml")).read_text()
+        cni = self.dir / "cni"  # empty: CRI pods run with host networking
+        for d in (cni / "bin", cni / "conf"):
+            d.mkdir(parents=True, exist_ok=True)
         self.config.write_text(
             template.replace("{root}", str(self.root))
             .replace("{state}", str(self.state))
             .replace("{address}", str(self.address))
+            .replace("{cni}", str(cni))
+            .replace("{sandbox_image}", cri_sandbox_image or "")
         )
         self.proc: ManagedProcess | None = None
 
