@@ -125,6 +125,28 @@ class Containerd:
         relay.wait_ready(lambda: tcp_open("127.0.0.1", port), timeout=10, what="listening")
         return f"127.0.0.1:{port}"
 
+    def task_status(self, namespace: str, cid: str) -> str:
+        """``ctr task ls``'s status for ``cid`` (RUNNING, PAUSED, STOPPED…) or ``ABSENT``."""
+        for line in self.ctr(namespace, "task", "ls").splitlines()[1:]:
+            parts = line.split()
+            if parts and parts[0] == cid:
+                return parts[-1]
+        return "ABSENT"
+
+    def remove_task(self, namespace: str, cid: str, *, timeout: float = 10.0) -> None:
+        """Kill (SIGKILL), wait until STOPPED, delete the task and the container."""
+        from harness.wait import wait_for
+
+        self.ctr(namespace, "task", "kill", "-s", "SIGKILL", cid)
+        wait_for(
+            lambda: self.task_status(namespace, cid),
+            timeout=timeout,
+            what=f"{cid} stopped",
+            accept="STOPPED".__eq__,
+        )
+        self.ctr(namespace, "task", "delete", cid)
+        self.ctr(namespace, "container", "delete", cid)
+
     def ctr(self, namespace: str, *args: str, timeout: float = 30.0) -> str:
         """Run ``ctr`` against this containerd; one clear error when it fails."""
         cmd = [str(self.ctr_binary), "--address", str(self.address), "-n", namespace, *args]

@@ -12,9 +12,9 @@ switch enabled the operator is the fixed one.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from harness.errors import ReconvergeError
+from harness.reconciler.switch import Switch
 
 # -- seed d: matrixone-operator PR #592 ------------------------------------------------
 FINALIZE_SKIP_RETURNS_FALSE = "finalize_skip_returns_false"
@@ -26,16 +26,6 @@ POD_WATCH_LABEL_ONLY = "pod_watch_label_only"
 WATCH_NO_READ_TIMEOUT = "watch_no_read_timeout"
 WATCH_END_MEANS_DONE = "watch_end_means_done"
 WATCH_NO_RELIST_ON_410 = "watch_no_relist_on_410"
-
-
-@dataclass(frozen=True)
-class Switch:
-    """One bug switch: where it lives and the symptom a suite expects when it is on."""
-
-    name: str
-    module: str
-    seed: str
-    symptom: str
 
 
 SWITCHES: dict[str, Switch] = {

@@ -8,9 +8,9 @@ code it changes, with a comment citing the seed and the upstream commit it model
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from harness.errors import ReconvergeError
+from harness.reconciler.switch import Switch
 
 # -- seed a: CubeSandbox issue #403, fix PR #404 (pre-fix 7b6ad491, fix 32a30f5c) ------------
 PAUSE_RESUME_PRE404 = "cube.pause_resume_pre404"
@@ -22,16 +22,6 @@ WATCHER_EXIT_WITHOUT_ID = "cri.watcher_exit_event_without_id"
 # -- seed c: containerd #7496 / #8981 (mitigation #8954, retriable delete #14020) ------------
 DELETE_NOT_RETRIABLE = "runtime.delete_not_retriable"
 DELETE_TIMEOUT_KILLS_RETRY = "runtime.delete_timeout_kills_retry"
-
-
-@dataclass(frozen=True)
-class Switch:
-    """One switch: the module that checks it, the upstream it models, the symptom when on."""
-
-    name: str
-    module: str
-    seed: str
-    symptom: str
 
 
 SWITCHES: dict[str, Switch] = {

@@ -4,10 +4,6 @@ compaction -> 410, the fake kubelet, namespace purge, and clean-up after SIGKILL
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import textwrap
 
 import pytest
 from kubernetes import watch as kwatch
@@ -119,34 +115,16 @@ def test_killed(kube_cluster):
 """
 
 
-def test_sigkilled_run_leaves_no_control_plane_after_sweep(tmp_path):
+def test_sigkilled_run_leaves_no_control_plane_after_sweep(killed_run):
     """A pytest holding etcd + kube-apiserver is SIGKILLed; a sweep removes both."""
-    root = tmp_path / "runs"
-    (tmp_path / "test_killed.py").write_text(textwrap.dedent(KILLED))
-    env = {**os.environ, "RECONVERGE_RUN_ROOT": str(root)}
-    out = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=env,
-        cwd=tmp_path,
-    )
-    assert out.returncode == -signal.SIGKILL, out.stdout[-2000:] + out.stderr[-2000:]
-    (run_dir,) = [p for p in root.iterdir() if p.is_dir()]
+    killed = killed_run(KILLED)
+    run_dir = killed.run_dir
     procs = [r for r in janitor.load_resources(run_dir) if r.kind == "process"]
     names = {r.data["name"] for r in procs}
     assert {"etcd", "kube-apiserver"} <= names, names
     alive = [r for r in procs if janitor.proc_is(int(r.data["pid"]), r.data.get("start"))]
     assert alive, "the killed run should have left servers behind"
-    swept = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "janitor", "--sweep"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-    assert swept.returncode == 0, swept.stderr
+    killed.sweep()
     wait_for(
         lambda: not [r for r in procs if janitor.proc_is(int(r.data["pid"]), r.data.get("start"))],
         timeout=30,

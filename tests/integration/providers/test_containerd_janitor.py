@@ -7,12 +7,6 @@ A sweep must remove the shim daemon, its task process, the relay and the run dir
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import textwrap
-
 import pytest
 
 from harness import janitor
@@ -35,30 +29,12 @@ def test_killed(containerd, ctd_namespace):
 """
 
 
-def test_containerd_killed_mid_test_then_sweep_leaves_nothing(tmp_path):
-    root = tmp_path / "runs"
-    (tmp_path / "test_killed.py").write_text(textwrap.dedent(KILLED))
-    env = {**os.environ, "RECONVERGE_RUN_ROOT": str(root)}
-    out = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=env,
-        cwd=tmp_path,
-    )
-    assert out.returncode == -signal.SIGKILL, out.stdout[-2000:] + out.stderr[-2000:]
-    (run_dir,) = [p for p in root.iterdir() if p.is_dir()]
+def test_containerd_killed_mid_test_then_sweep_leaves_nothing(killed_run):
+    killed = killed_run(KILLED)
+    run_dir = killed.run_dir
     left = janitor.pids_marked(run_dir.name)  # shim daemon, its task, the socat relay
     assert left, "the killed run should have left processes behind"
-    swept = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "janitor", "--sweep"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-    assert swept.returncode == 0, swept.stderr
+    killed.sweep()
     wait_for(
         lambda: janitor.pids_marked(run_dir.name),
         timeout=30,
@@ -66,15 +42,7 @@ def test_containerd_killed_mid_test_then_sweep_leaves_nothing(tmp_path):
         accept=lambda pids: pids == [],
     )
     assert not run_dir.exists(), sorted(p.name for p in run_dir.iterdir())
-    assert janitor.mounts_under(root) == []
-
-
-def _status(containerd, ns: str, cid: str) -> str:
-    for line in containerd.ctr(ns, "task", "ls").splitlines()[1:]:
-        parts = line.split()
-        if parts and parts[0] == cid:
-            return parts[-1]
-    return "ABSENT"
+    assert janitor.mounts_under(run_dir.parent) == []
 
 
 @pytest.mark.parametrize("kill", [False, True], ids=["graceful", "sigkill"])
@@ -87,13 +55,5 @@ def test_restart_reconnects_to_the_live_shim(kill, containerd, ctd_namespace):
         ns, "run", "-d", "--null-io", "--runtime", STUB_RUNTIME, "--rootfs", str(rootfs), cid
     )
     containerd.restart(kill=kill)
-    assert _status(containerd, ns, cid) == "RUNNING"
-    containerd.ctr(ns, "task", "kill", "-s", "SIGKILL", cid)
-    wait_for(
-        lambda: _status(containerd, ns, cid),
-        timeout=10,
-        what="task stopped",
-        accept="STOPPED".__eq__,
-    )
-    containerd.ctr(ns, "task", "delete", cid)
-    containerd.ctr(ns, "container", "delete", cid)
+    assert containerd.task_status(ns, cid) == "RUNNING"
+    containerd.remove_task(ns, cid)

@@ -7,17 +7,8 @@ import pytest
 from harness import binaries
 from harness.checks import leaks
 from harness.providers.containerd import STUB_RUNTIME, Containerd
-from harness.wait import wait_for
 
 VERSION = "v2.1.5"
-
-
-def _status(c: Containerd, ns: str, cid: str) -> str:
-    for line in c.ctr(ns, "task", "ls").splitlines()[1:]:
-        parts = line.split()
-        if parts and parts[0] == cid:
-            return parts[-1]
-    return "ABSENT"
 
 
 def test_stub_lifecycle_on_containerd_2x(reconverge_run, request):
@@ -37,14 +28,11 @@ def test_stub_lifecycle_on_containerd_2x(reconverge_run, request):
         rootfs = c.dir / "rootfs"
         rootfs.mkdir(exist_ok=True)
         c.ctr(ns, "run", "-d", "--null-io", "--runtime", STUB_RUNTIME, "--rootfs", str(rootfs), cid)
-        assert _status(c, ns, cid) == "RUNNING"
+        assert c.task_status(ns, cid) == "RUNNING"
         c.ctr(ns, "task", "pause", cid)
-        assert _status(c, ns, cid) == "PAUSED"
+        assert c.task_status(ns, cid) == "PAUSED"
         c.ctr(ns, "task", "resume", cid)
-        c.ctr(ns, "task", "kill", "-s", "SIGKILL", cid)
-        wait_for(lambda: _status(c, ns, cid), timeout=10, what="stopped", accept="STOPPED".__eq__)
-        c.ctr(ns, "task", "delete", cid)
-        c.ctr(ns, "container", "delete", cid)
+        c.remove_task(ns, cid)
         found = leaks.wait_until_clean(
             reconverge_run.dir, timeout=2.0, state_dir=c.state, namespace=ns
         )

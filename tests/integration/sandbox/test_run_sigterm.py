@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.checks import leaks
 from harness.wait import wait_for
 
 pytestmark = pytest.mark.needs("containerd", "toxiproxy")
@@ -17,21 +18,11 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            stat = (d / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        children.setdefault(ppid, []).append(int(d.name))
     out, todo = [], [pid]
     while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
+        for child in leaks.children_of(todo.pop()):
+            out.append(child)
+            todo.append(child)
     return out
 
 

@@ -182,20 +182,4 @@ def test_events_leg_latency_delays_paused_event(containerd, ctd_namespace, toxip
         order = [t for t, i in rec.seen if i == cid or t == EventRecorder.BARRIER]
         assert order.index(EventRecorder.BARRIER) < order.index("/tasks/paused"), order
         proxy.remove_toxic("slow")
-        containerd.ctr(ns, "task", "kill", "-s", "SIGKILL", cid)
-        wait_for(
-            lambda: _tasks_status(containerd, ns, cid),
-            timeout=10,
-            what="task stopped",
-            accept="STOPPED".__eq__,
-        )
-        containerd.ctr(ns, "task", "delete", cid)
-        containerd.ctr(ns, "container", "delete", cid)
-
-
-def _tasks_status(containerd, ns: str, cid: str) -> str:
-    for ln in containerd.ctr(ns, "task", "ls").splitlines()[1:]:
-        parts = ln.split()
-        if parts and parts[0] == cid:
-            return parts[-1]
-    return "ABSENT"
+        containerd.remove_task(ns, cid)

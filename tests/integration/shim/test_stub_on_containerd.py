@@ -10,7 +10,6 @@ import pytest
 from harness import binaries
 from harness.checks import leaks
 from harness.providers.containerd import STUB_RUNTIME
-from harness.wait import wait_for
 
 pytestmark = pytest.mark.needs("containerd")
 
@@ -26,14 +25,6 @@ def _run(containerd, ns: str, cid: str, *annotations: str) -> None:
     containerd.ctr(ns, *args, str(rootfs), cid)  # --rootfs: the first argument is a path
 
 
-def _status(containerd, ns: str, cid: str) -> str:
-    for line in containerd.ctr(ns, "task", "ls").splitlines()[1:]:
-        parts = line.split()
-        if parts and parts[0] == cid:
-            return parts[-1]
-    return "ABSENT"
-
-
 def _events(containerd, ns: str) -> subprocess.Popen:
     ctr = binaries.require("ctr")
     return subprocess.Popen(
@@ -44,29 +35,17 @@ def _events(containerd, ns: str) -> subprocess.Popen:
     )
 
 
-def _kill_and_delete(containerd, ns: str, cid: str) -> None:
-    containerd.ctr(ns, "task", "kill", "-s", "SIGKILL", cid)
-    wait_for(
-        lambda: _status(containerd, ns, cid),
-        timeout=10,
-        what=f"{cid} stopped",
-        accept=lambda s: s == "STOPPED",
-    )
-    containerd.ctr(ns, "task", "delete", cid)
-    containerd.ctr(ns, "container", "delete", cid)
-
-
 def test_lifecycle_events_and_nothing_left(containerd, ctd_namespace, reconverge_run):
     ns, cid = ctd_namespace, "life"
     events = _events(containerd, ns)
     try:
         _run(containerd, ns, cid)
-        assert _status(containerd, ns, cid) == "RUNNING"
+        assert containerd.task_status(ns, cid) == "RUNNING"
         containerd.ctr(ns, "task", "pause", cid)
-        assert _status(containerd, ns, cid) == "PAUSED"
+        assert containerd.task_status(ns, cid) == "PAUSED"
         containerd.ctr(ns, "task", "resume", cid)
-        assert _status(containerd, ns, cid) == "RUNNING"
-        _kill_and_delete(containerd, ns, cid)
+        assert containerd.task_status(ns, cid) == "RUNNING"
+        containerd.remove_task(ns, cid)
         found = leaks.wait_until_clean(
             reconverge_run.dir, timeout=2.0, state_dir=containerd.state, namespace=ns
         )
@@ -91,7 +70,7 @@ def test_ignored_shutdown_error_leaks_the_shim(containerd, ctd_namespace, reconv
     """containerd#8981: 1.6.20 logs the Shutdown error, forgets the shim, deletes the bundle."""
     ns, cid = ctd_namespace, "leaky"
     _run(containerd, ns, cid, f"{FP}Shutdown=1*error(please retry)")
-    _kill_and_delete(containerd, ns, cid)
+    containerd.remove_task(ns, cid)
     t0 = time.monotonic()
     found = leaks.find_leaks(reconverge_run.dir, state_dir=containerd.state, namespace=ns)
     assert time.monotonic() - t0 < 1.0
@@ -125,7 +104,7 @@ def _shutdown_directly(socket_path: str, cid: str) -> None:
 def test_without_the_failpoint_nothing_leaks(containerd, ctd_namespace, reconverge_run):
     ns, cid = ctd_namespace, "clean"
     _run(containerd, ns, cid)
-    _kill_and_delete(containerd, ns, cid)
+    containerd.remove_task(ns, cid)
     found = leaks.wait_until_clean(
         reconverge_run.dir, timeout=1.0, state_dir=containerd.state, namespace=ns
     )
@@ -137,7 +116,7 @@ def test_duplicated_exit_event_reaches_subscribers_twice(containerd, ctd_namespa
     events = _events(containerd, ns)
     try:
         _run(containerd, ns, cid, f"{FP}publish.tasks.exit=1*duplicate(1)")
-        _kill_and_delete(containerd, ns, cid)
+        containerd.remove_task(ns, cid)
     finally:
         events.terminate()
         out, _ = events.communicate(timeout=10)
@@ -169,5 +148,5 @@ def test_leak_detector_sees_live_tasks_and_their_fifos(containerd, ctd_namespace
     }
     assert kinds == {"containerd-task", "shim-process"}, kinds
     assert leaks.find_leaks(reconverge_run.dir, known_tasks={cid}, **kwargs) == []
-    _kill_and_delete(containerd, ns, cid)
+    containerd.remove_task(ns, cid)
     assert leaks.wait_until_clean(reconverge_run.dir, timeout=1.0, **kwargs) == []

@@ -1,0 +1,56 @@
+"""Shared by the integration tests: a pytest run that dies by SIGKILL, and its sweep."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+@dataclass
+class KilledRun:
+    """What a SIGKILLed run left: its directory, and the environment to sweep it with."""
+
+    run_dir: Path
+    env: dict[str, str]
+
+    def sweep(self) -> None:
+        """``reconverge janitor --sweep`` as the next run (or a person) would do it."""
+        swept = subprocess.run(
+            [sys.executable, "-m", "harness.cli", "janitor", "--sweep"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=self.env,
+        )
+        assert swept.returncode == 0, swept.stderr
+
+
+@pytest.fixture
+def killed_run(tmp_path: Path) -> Callable[[str], KilledRun]:
+    """Run a one-test pytest module (which must SIGKILL itself) under its own run root."""
+
+    def run(module: str) -> KilledRun:
+        root = tmp_path / "runs"
+        (tmp_path / "test_killed.py").write_text(textwrap.dedent(module))
+        env = {**os.environ, "RECONVERGE_RUN_ROOT": str(root)}
+        out = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env=env,
+            cwd=tmp_path,
+        )
+        assert out.returncode == -signal.SIGKILL, out.stdout[-2000:] + out.stderr[-2000:]
+        (run_dir,) = [p for p in root.iterdir() if p.is_dir()]
+        return KilledRun(run_dir, env)
+
+    return run
