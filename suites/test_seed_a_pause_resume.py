@@ -61,6 +61,15 @@ def _judge(env, host, verdict, *, case, buggy, fault, since, resumed=False) -> N
     )
 
 
+def _await_shim_request(env, t0: float, method: str) -> None:
+    """Until the shim journaled a ``method`` request (the fault's phase has begun)."""
+    wait_for(
+        lambda: merge.find(env.run_dir, after=t0, component="shim", event="request", method=method),
+        timeout=5,
+        what=f"the shim received {method}",
+    )
+
+
 def _shim_status(env, sid="sb") -> str:
     return chk.shim_status(env.run_dir, env.namespace, sid)
 
@@ -143,13 +152,7 @@ def test_crash_mid_pause(buggy, sandbox_env, verdict):
     host.create("sb", failpoint_annotations(Pause_before="1*delay(800)"))
     t0 = time.monotonic()
     host.start_pause("sb", timeout=None)
-    wait_for(
-        lambda: merge.find(
-            env.run_dir, after=t0, component="shim", event="request", method="Pause"
-        ),
-        timeout=5,
-        what="the shim received Pause",
-    )
+    _await_shim_request(env, t0, "Pause")
     host.crash()
     wait_for(lambda: _shim_status(env), timeout=5, what="shim paused", accept="PAUSED".__eq__)
     host.restart()  # reloads PausingAt; the /tasks/paused event is gone for good
@@ -210,13 +213,7 @@ def test_deadgc_during_slow_pause(buggy, sandbox_env, verdict):
     env.shim_failpoint("sb", "shim.State.before", f"1*delay({slow})")
     t0 = time.monotonic()
     pending = host.start_pause("sb", timeout=None)
-    wait_for(
-        lambda: merge.find(
-            env.run_dir, after=t0, component="shim", event="request", method="Pause"
-        ),
-        timeout=5,
-        what="the shim received Pause",
-    )
+    _await_shim_request(env, t0, "Pause")
     host.deadgc_tick()  # while the pause is in progress
     assert pending.result(10) is None, "the slow pause itself must succeed"
     _judge(
