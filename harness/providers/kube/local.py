@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import http.client
 import re
+import secrets
 import shutil
 import signal
 import ssl
@@ -158,7 +159,10 @@ class LocalControlPlane(Cluster):
         self.etcd_proxy_client = etcd_proxy  # a ToxiproxyClient, or None
         self.etcd_proxy: Any = None
         self.extra_apiserver_args = list(extra_apiserver_args or [])
-        self.dir = run.path("kube", mkdir=True)
+        # one directory per control plane (certificates, kubeconfig, logs): a second plane in
+        # the same run must not re-issue the first one's CA under its feet
+        name = "kube" if not (run.dir / "kube").exists() else f"kube-{secrets.token_hex(3)}"
+        self.dir = run.path(name, mkdir=True)
         self.etcd_bin = binaries.require("etcd")
         self.apiserver_bin = binaries.require("kube-apiserver")
         self.etcd: ManagedProcess | None = None
@@ -206,7 +210,9 @@ class LocalControlPlane(Cluster):
     def _start_etcd(self) -> None:
         shm = Path("/dev/shm")
         base = shm if shm.is_dir() else self.dir
-        data = base / f"rcv-{self.run.id}-etcd"
+        # unique per control plane: a run may hold two (a test's own next to the session's),
+        # and the rmtree below must never wipe a live etcd's data
+        data = base / f"rcv-{self.run.id}-etcd-{secrets.token_hex(3)}"
         self.run.janitor.path(data)  # registered before it exists (SIGKILL sweeps)
         last: Exception | None = None
         for _attempt in range(3):
@@ -337,8 +343,8 @@ class LocalControlPlane(Cluster):
         proc = ManagedProcess(
             self.run, "kube-apiserver", self._apiserver_argv(self._apiserver_etcd_url)
         ).start()
+        self.apiserver = proc  # before waiting: a failed restart must still be stoppable
         proc.wait_ready(self._readyz, timeout=self.timeout, what="/readyz 200 after restart")
-        self.apiserver = proc
         took = time.monotonic() - t0
         journal.emit("kube", "apiserver_ready_again", seconds=round(took, 3), pid=proc.pid)
         return took
