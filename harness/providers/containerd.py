@@ -8,6 +8,7 @@ so shims journal into the run and a sweep can find them.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,9 @@ from harness.run import Run
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "containerd"
 STUB_RUNTIME = "io.containerd.stub.v2"
+# containerd 2.x creates these whatever its config says (shim socket dir); a run removes the
+# ones it caused, when empty, so nothing of ours outlives it outside the run directory
+SYSTEM_DIRS = (Path("/run/containerd"), Path("/run/containerd/s"))  # callbacks run LIFO
 
 
 class Containerd:
@@ -71,6 +75,9 @@ class Containerd:
         return self.state / "io.containerd.runtime.v2.task" / namespace / container_id
 
     def start(self, *, timeout: float = 20.0) -> Containerd:
+        for d in SYSTEM_DIRS:
+            if not d.exists():
+                self.run.janitor.callback(f"rmdir {d} if empty", lambda d=d: _rmdir_if_empty(d))
         venv_bin = str(Path(sys.executable).parent)
         env = {"PATH": f"{venv_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
         self.proc = ManagedProcess(
@@ -155,3 +162,8 @@ class Containerd:
         if out.returncode != 0:
             raise ReconvergeError(f"ctr {' '.join(args)} failed: {out.stderr.strip()[-300:]}")
         return out.stdout
+
+
+def _rmdir_if_empty(d: Path) -> None:
+    with contextlib.suppress(OSError):
+        d.rmdir()
