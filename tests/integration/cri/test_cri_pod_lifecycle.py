@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from harness.checks import sandbox as chk
 from harness.providers import sandbox_image
+from harness.wait import wait_for
 
 
 def test_pod_sandbox_lifecycle_leaves_nothing(cri_containerd, reconverge_run):
@@ -12,7 +13,13 @@ def test_pod_sandbox_lifecycle_leaves_nothing(cri_containerd, reconverge_run):
     sid = env.client.run_pod_sandbox("clean")
     assert env.client.list_pod_sandboxes() == {sid: "SANDBOX_READY"}
     env.client.stop_pod_sandbox(sid)
-    assert env.client.list_pod_sandboxes() == {sid: "SANDBOX_NOTREADY"}
+    # 2.x's podsandbox records NOTREADY from its exit handler, which may trail Stop's return
+    wait_for(
+        env.client.list_pod_sandboxes,
+        timeout=10,
+        what="sandbox NOTREADY after StopPodSandbox",
+        accept=lambda pods: pods == {sid: "SANDBOX_NOTREADY"},
+    )
     env.client.remove_pod_sandbox(sid)
     assert env.client.list_pod_sandboxes() == {}
     outcome = chk.leak(
