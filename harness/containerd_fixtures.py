@@ -1,12 +1,14 @@
 """pytest fixtures for the containerd path (loaded by the reconverge plugin).
 
 One private containerd per session (per xdist worker); every test gets its own namespace,
-and its shims are checked for leaks when it ends.
+and what it leaves behind is reported when it ends: shims, sockets, bundles, tasks
+containerd still lists and FIFO fds containerd holds beyond what it held before the test.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import re
 from collections.abc import Iterator
 
@@ -15,6 +17,8 @@ import pytest
 from harness.checks import leaks
 from harness.providers.containerd import Containerd
 from harness.run import Run
+
+LEAK_BUDGET_S = 1.0  # a clean teardown must be seen as clean within this
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +29,16 @@ def containerd(reconverge_run: Run) -> Iterator[Containerd]:
     c.stop()
 
 
+def _pid(c: Containerd) -> int | None:
+    """containerd's current pid (a test may restart it: ask each time, never cache)."""
+    return c.proc.pid if c.proc else None
+
+
+def _report(found: list[leaks.Finding]) -> None:
+    if found:
+        pytest.fail("leaked after the test:\n" + "\n".join(f"  {f}" for f in found), False)
+
+
 @pytest.fixture
 def ctd_namespace(
     request: pytest.FixtureRequest, containerd: Containerd, reconverge_run: Run
@@ -32,21 +46,70 @@ def ctd_namespace(
     """A containerd namespace unique to this test, checked for leaks when the test ends.
 
     The check runs after the test's own clean-up: a shim, socket, bundle, containerd task
-    or stdio FIFO still there 1 s later fails the test, each finding naming the container
-    id and this test.
+    or extra FIFO fd still there 1 s later fails the test, each finding naming the
+    container id and this test. The FIFO baseline is taken here, before the test, because
+    containerd may hold FIFOs for other namespaces that are not this test's doing.
     """
     name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:32].strip("-")
     digest = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:6]
     ns = f"t-{name}-{digest}"
+    leaks.claim_namespace(reconverge_run.dir, ns, request.node.nodeid)
+    pid = _pid(containerd)
+    baseline = leaks.fifo_fds(pid) if pid else []
     yield ns
-    found = leaks.wait_until_clean(
-        reconverge_run.dir,
-        timeout=1.0,
-        state_dir=containerd.state,
-        namespace=ns,
-        test=request.node.nodeid,
-        containerd_address=containerd.address,
-        containerd_pid=containerd.proc.pid if containerd.proc else None,
+    _report(
+        leaks.wait_until_clean(
+            reconverge_run.dir,
+            timeout=LEAK_BUDGET_S,
+            state_dir=containerd.state,
+            namespace=ns,
+            test=request.node.nodeid,
+            containerd_address=containerd.address,
+            containerd_pid=_pid(containerd),
+            fifo_baseline=baseline,
+        )
     )
-    if found:
-        pytest.fail("leaked after the test:\n" + "\n".join(f"  {f}" for f in found), False)
+
+
+def _asks_for(request: pytest.FixtureRequest, name: str) -> bool:
+    """The test function itself names ``name`` (not through another fixture)."""
+    fn = getattr(request, "function", None)
+    try:
+        return fn is not None and name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+@pytest.fixture(autouse=True)
+def containerd_leak_check(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that takes ``containerd`` without ``ctd_namespace`` is checked too.
+
+    Its namespaces are unknown, so every namespace is checked and only what is new since
+    the test started is reported (an earlier test's findings were that test's failure).
+    Tests reaching containerd through another fixture (suites' ``sandbox_env``) are left
+    to that fixture's own checks.
+    """
+    if not _asks_for(request, "containerd") or "ctd_namespace" in request.fixturenames:
+        yield
+        return
+    c = request.getfixturevalue("containerd")
+    if not isinstance(c, Containerd):  # a module overrode the fixture with something else
+        yield
+        return
+    run: Run = request.getfixturevalue("reconverge_run")
+    test = request.node.nodeid
+    pid = _pid(c)
+    fifos = leaks.fifo_fds(pid) if pid else []
+    common = dict(state_dir=c.state, test=test, containerd_address=c.address)
+    before = leaks.find_leaks(run.dir, **common)  # type: ignore[arg-type]
+    yield
+    _report(
+        leaks.wait_until_clean(
+            run.dir,
+            timeout=LEAK_BUDGET_S,
+            ignore=before,
+            containerd_pid=_pid(c),
+            fifo_baseline=fifos,
+            **common,
+        )
+    )

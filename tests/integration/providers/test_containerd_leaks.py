@@ -1,0 +1,106 @@
+"""The leak detector against a real containerd 1.6.20: every kind it asks containerd about.
+
+Checked here: a live task is a ``containerd-task`` finding that names the test and the
+container; a clean namespace reads as clean well inside the 1 s budget; and a test that
+leaves a task behind fails in teardown with a report naming itself — through
+``ctd_namespace`` and through a bare ``containerd`` (run in a child pytest, since that
+failure is the point).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from harness.checks import leaks
+from harness.providers.containerd import STUB_RUNTIME
+
+pytestmark = pytest.mark.needs("containerd")
+
+
+def _run_stub(containerd, ns: str, cid: str) -> None:
+    rootfs = containerd.dir / "rootfs"
+    rootfs.mkdir(exist_ok=True)
+    containerd.ctr(
+        ns, "run", "-d", "--null-io", "--runtime", STUB_RUNTIME, "--rootfs", str(rootfs), cid
+    )
+
+
+def _all_kinds(containerd, ns: str) -> dict[str, object]:
+    return dict(
+        state_dir=containerd.state,
+        namespace=ns,
+        containerd_address=containerd.address,
+        containerd_pid=containerd.proc.pid,
+        fifo_baseline=leaks.fifo_fds(containerd.proc.pid),
+    )
+
+
+def test_a_live_task_is_found_and_attributed_then_clean_within_budget(
+    containerd, ctd_namespace, reconverge_run, request
+):
+    ns, cid = ctd_namespace, "alive"
+    kwargs = _all_kinds(containerd, ns)
+    _run_stub(containerd, ns, cid)
+    found = leaks.find_leaks(reconverge_run.dir, **kwargs)
+    by_kind = {f.kind: f for f in found}
+    assert set(by_kind) == {"containerd-task", "shim-process", "bundle", "fifo"}, found
+    for f in found:
+        # no test= given: the owner comes from the namespace ctd_namespace claimed
+        assert (f.container_id, f.namespace, f.test) == (cid, ns, request.node.nodeid), f
+        assert f"{ns}/{cid}" in str(f) and request.node.nodeid in str(f)
+    assert "RUNNING" in by_kind["containerd-task"].evidence
+    assert by_kind["fifo"].path.endswith(f"/{ns}/{cid}/log"), by_kind["fifo"]  # shim log
+    containerd.remove_task(ns, cid)
+    t0 = time.monotonic()
+    assert leaks.wait_until_clean(reconverge_run.dir, timeout=1.0, **kwargs) == []
+    took = time.monotonic() - t0
+    assert took < 1.0, took
+    t0 = time.monotonic()
+    assert leaks.find_leaks(reconverge_run.dir, **kwargs) == []
+    one = time.monotonic() - t0
+    assert one < 0.5, f"one clean probe took {one:.3f} s"
+
+
+def test_a_dead_containerd_lists_no_tasks_but_is_not_an_error(tmp_path):
+    assert leaks.containerd_tasks(tmp_path / "nothing.sock", "default") == {}
+
+
+LEFT_BEHIND = """
+from harness.providers.containerd import STUB_RUNTIME
+
+def _run(containerd, ns, cid):
+    rootfs = containerd.dir / "rootfs"
+    rootfs.mkdir(exist_ok=True)
+    containerd.ctr(ns, "run", "-d", "--null-io", "--runtime", STUB_RUNTIME,
+                   "--rootfs", str(rootfs), cid)
+
+def test_with_namespace(containerd, ctd_namespace):
+    _run(containerd, ctd_namespace, "forgotten")
+
+def test_bare(containerd):
+    _run(containerd, "bare-ns", "stray")
+
+def test_bare_but_clean(containerd):
+    _run(containerd, "clean-ns", "tidy")
+    containerd.remove_task("clean-ns", "tidy")
+"""
+
+
+def test_a_test_that_leaves_a_task_fails_naming_itself(pytester, tmp_path, monkeypatch):
+    """The pytest-level check, seen from outside: both fixture paths report, a clean one not."""
+    pytester.makepyfile(test_left_behind=LEFT_BEHIND)
+    monkeypatch.setenv("RECONVERGE_RUN_ROOT", str(tmp_path / "runs"))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", timeout=180)
+    out = result.stdout.str()
+    result.assert_outcomes(passed=3, errors=2)
+    assert "leaked after the test" in out, out
+    for cid, test in (("forgotten", "test_with_namespace"), ("stray", "test_bare")):
+        lines = [ln for ln in out.splitlines() if f"/{cid} (test " in ln]
+        assert lines, out
+        assert all(test in ln for ln in lines), lines
+        assert any(ln.strip().startswith("containerd-task of") for ln in lines), lines
+    assert "tidy" not in out, out
+    runs = tmp_path / "runs"
+    assert not runs.exists() or not any(runs.iterdir()), "the child run left its directory"
