@@ -125,18 +125,19 @@ def registry(run_dir: Path | None = None) -> list[dict]:
 
 
 def containerd_tasks(address: Path, namespace: str, timeout: float = 5.0) -> dict[str, str]:
-    """Tasks containerd lists for ``namespace`` (its gRPC socket, no proxy)."""
-    return {cid: status for (_, cid), status in _tasks_by_namespace(address, namespace, timeout)}
+    """Tasks containerd lists for ``namespace`` (its gRPC socket, no proxy); errors raise."""
+    tasks = _tasks_by_namespace(address, namespace, timeout, absent_is_empty=False)
+    return {cid: status for (_, cid), status in tasks}
 
 
 def _tasks_by_namespace(
-    address: Path, namespace: str | None, timeout: float = 5.0
+    address: Path, namespace: str | None, timeout: float = 5.0, *, absent_is_empty: bool = True
 ) -> list[tuple[tuple[str, str], str]]:
     """((namespace, id), status) of every task containerd lists, in one or all namespaces.
 
-    A containerd that is not there (UNAVAILABLE: killed, restarting) lists nothing — its
-    tasks are then the shims' and bundles' business; any other error is raised, because
-    "could not ask" must not read as "nothing leaked".
+    With ``absent_is_empty``, a containerd that is not there (UNAVAILABLE: killed) lists
+    nothing — its tasks are then the shims' and bundles' business; any other error is
+    raised, because "could not ask" must not read as "nothing leaked".
     """
     import grpc
 
@@ -161,7 +162,7 @@ def _tasks_by_namespace(
                 ]
             return out
         except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+            if absent_is_empty and exc.code() == grpc.StatusCode.UNAVAILABLE:
                 return []
             raise
         finally:

@@ -63,8 +63,13 @@ def test_a_live_task_is_found_and_attributed_then_clean_within_budget(
     assert one < 0.5, f"one clean probe took {one:.3f} s"
 
 
-def test_a_dead_containerd_lists_no_tasks_but_is_not_an_error(tmp_path):
-    assert leaks.containerd_tasks(tmp_path / "nothing.sock", "default") == {}
+def test_a_dead_containerd_has_no_task_findings_but_asking_it_directly_raises(tmp_path):
+    import grpc
+
+    gone = tmp_path / "nothing.sock"
+    assert leaks.find_leaks(tmp_path, namespace="ns", containerd_address=gone) == []
+    with pytest.raises(grpc.aio.AioRpcError):
+        leaks.containerd_tasks(gone, "ns", timeout=1.0)
 
 
 LEFT_BEHIND = """
