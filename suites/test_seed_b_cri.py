@@ -45,7 +45,7 @@ from harness.protos import shim_task_pb2
 from harness.ttrpc import Client, Code, TTRPCError
 from harness.wait import wait_for
 
-pytestmark = [pytest.mark.needs("containerd"), pytest.mark.suite]
+pytestmark = [pytest.mark.needs("containerd", "busybox"), pytest.mark.suite]
 
 SUITE = "seed-b-cri"
 NAMESPACE = "k8s.io"
