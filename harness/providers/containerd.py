@@ -9,6 +9,7 @@ so shims journal into the run and a sweep can find them.
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -75,6 +76,7 @@ class Containerd:
         return self.state / "io.containerd.runtime.v2.task" / namespace / container_id
 
     def start(self, *, timeout: float = 20.0) -> Containerd:
+        _check_socket_room(self.run)
         for d in SYSTEM_DIRS:
             if not d.exists():
                 self.run.janitor.callback(f"rmdir {d} if empty", lambda d=d: _rmdir_if_empty(d))
@@ -167,3 +169,22 @@ class Containerd:
 def _rmdir_if_empty(d: Path) -> None:
     with contextlib.suppress(OSError):
         d.rmdir()
+
+
+SUN_PATH_MAX = 107  # bytes of a unix socket path, without the terminating NUL
+_SHIM_SOCKET_TAIL = len("/shims/") + 16 + len(".fp.sock")  # the longest a shim creates
+
+
+def _check_socket_room(run: Run) -> None:
+    """One clear error instead of shims that die binding their control socket.
+
+    Shim sockets live under the run directory (``shims/<16 hex>.fp.sock``); a long run root
+    (``RECONVERGE_RUN_ROOT`` under pytest's tmp_path, say) would push them past the limit.
+    """
+    longest = len(os.fsencode(str(run.dir))) + _SHIM_SOCKET_TAIL
+    if longest > SUN_PATH_MAX:
+        raise ReconvergeError(
+            f"run directory {run.dir} is too long for the shims' unix sockets "
+            f"({longest} > {SUN_PATH_MAX} bytes)",
+            fix="set RECONVERGE_RUN_ROOT to a short path (default /tmp/rcv)",
+        )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,11 +36,23 @@ class KilledRun:
 
 
 @pytest.fixture
-def killed_run(tmp_path: Path) -> Callable[[str], KilledRun]:
+def short_run_root() -> Iterator[Path]:
+    """A run root for a child run, short enough for its shims' unix sockets.
+
+    Why not ``tmp_path``: pytest's ``/tmp/pytest-of-root/pytest-<N>/<test name>/`` grows with
+    N and the test name, and a shim's control socket under it passes the 108-byte limit.
+    """
+    root = Path(tempfile.mkdtemp(prefix="rcvt", dir="/tmp"))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def killed_run(tmp_path: Path, short_run_root: Path) -> Callable[[str], KilledRun]:
     """Run a one-test pytest module (which must SIGKILL itself) under its own run root."""
 
     def run(module: str) -> KilledRun:
-        root = tmp_path / "runs"
+        root = short_run_root
         (tmp_path / "test_killed.py").write_text(textwrap.dedent(module))
         env = {**os.environ, "RECONVERGE_RUN_ROOT": str(root)}
         out = subprocess.run(

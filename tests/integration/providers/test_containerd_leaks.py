@@ -93,10 +93,10 @@ def test_bare_but_clean(containerd):
 """
 
 
-def test_a_test_that_leaves_a_task_fails_naming_itself(pytester, tmp_path, monkeypatch):
+def test_a_test_that_leaves_a_task_fails_naming_itself(pytester, short_run_root, monkeypatch):
     """The pytest-level check, seen from outside: both fixture paths report, a clean one not."""
     pytester.makepyfile(test_left_behind=LEFT_BEHIND)
-    monkeypatch.setenv("RECONVERGE_RUN_ROOT", str(tmp_path / "runs"))
+    monkeypatch.setenv("RECONVERGE_RUN_ROOT", str(short_run_root))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", timeout=180)
     out = result.stdout.str()
     result.assert_outcomes(passed=3, errors=2)
@@ -107,5 +107,5 @@ def test_a_test_that_leaves_a_task_fails_naming_itself(pytester, tmp_path, monke
         assert all(test in ln for ln in lines), lines
         assert any(ln.strip().startswith("containerd-task of") for ln in lines), lines
     assert "tidy" not in out, out
-    runs = tmp_path / "runs"
+    runs = short_run_root
     assert not runs.exists() or not any(runs.iterdir()), "the child run left its directory"

@@ -39,3 +39,17 @@ def test_stub_lifecycle_on_containerd_2x(reconverge_run, request):
         assert found == [], [str(f) for f in found]
     finally:
         c.stop()
+
+
+def test_a_run_dir_too_long_for_shim_sockets_is_one_clear_error(reconverge_run):
+    import dataclasses
+    from pathlib import Path
+
+    from harness.errors import ReconvergeError
+
+    long_run = dataclasses.replace(reconverge_run, dir=Path("/tmp/" + "x" * 90))
+    from harness.providers import containerd as mod
+
+    with pytest.raises(ReconvergeError, match="too long for the shims' unix sockets") as err:
+        mod._check_socket_room(long_run)
+    assert "RECONVERGE_RUN_ROOT" in (err.value.fix or "")

@@ -17,8 +17,8 @@ from harness.wait import wait_for
 pytestmark = pytest.mark.needs("containerd", "toxiproxy")
 
 
-def test_up_prints_a_working_ctr_line_and_cleans_up_on_ctrl_c(tmp_path):
-    env = {**os.environ, "RECONVERGE_RUN_ROOT": str(tmp_path / "runs")}
+def test_up_prints_a_working_ctr_line_and_cleans_up_on_ctrl_c(short_run_root):
+    env = {**os.environ, "RECONVERGE_RUN_ROOT": str(short_run_root)}
     up = subprocess.Popen(
         [str(Path(sys.executable).parent / "reconverge"), "up", "--namespace", "hand"],
         stdout=subprocess.PIPE,
@@ -52,4 +52,4 @@ def test_up_prints_a_working_ctr_line_and_cleans_up_on_ctrl_c(tmp_path):
     assert up.returncode == 0, "".join(lines) + out
     assert "cleaned up" in out
     assert janitor.pids_marked(run_id) == []
-    assert not (tmp_path / "runs" / run_id).exists()
+    assert not (short_run_root / run_id).exists()
