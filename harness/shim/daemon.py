@@ -177,13 +177,20 @@ class Daemon:
         if events_to:  # shim -> containerd events leg, e.g. through a toxiproxy proxy
             self.publisher.address = events_to
             journal.emit("shim", "events_address", address=events_to)
-        api = annotations.get(relay.ANNOTATION_TOXIPROXY, "")
+        api = relay.toxiproxy_api(annotations, os.environ)
         if not api:
             await self.server.serve_socket(sock)
             return
         direct = await self.server.serve("tcp://127.0.0.1:0")
         name = f"shim-{self.paths.key}"
-        listen = relay.create_proxy(api, name, direct.removeprefix("tcp://"))
+        try:
+            listen = relay.create_proxy(api, name, direct.removeprefix("tcp://"))
+        except relay.RelayError as exc:
+            # fail loudly: serving unrelayed would make the test's toxics silently inert;
+            # stderr is containerd's log FIFO, the journal is the test's failure bundle
+            journal.emit("shim", "relay_failed", error=str(exc))
+            sys.stderr.write(f"containerd-shim-stub-v2: {exc}\n")
+            raise
         self.relay = relay.UnixRelay(listen)
         await self.relay.serve(sock)
         self.proxy = {"toxiproxy": api, "proxy": name, "direct": direct, "proxy_listen": listen}

@@ -140,6 +140,28 @@ def _is_our_daemon(pid: int) -> bool:
         return False
 
 
+def _delete_proxy_of_dead(paths: ShimPaths) -> None:
+    """A relayed daemon that died without its clean exit leaves its toxiproxy proxy behind.
+
+    Only then is the relay module (asyncio, http.client) imported: ``delete`` of every other
+    shim stays as lean as before.
+    """
+    try:
+        with open(paths.registry) as f:
+            text = f.read()
+    except OSError:
+        return
+    if '"proxy"' not in text:  # cheap test before json: almost no shim is relayed
+        return
+    import json
+
+    from harness.shim.relay import delete_proxy
+
+    with contextlib.suppress(ValueError, KeyError, TypeError):
+        entry = json.loads(text)
+        delete_proxy(entry["toxiproxy"], entry["proxy"])
+
+
 def delete(flags: dict[str, str]) -> int:
     """Report the exit containerd records, like runc's shim: *without* killing the daemon.
 
@@ -160,6 +182,7 @@ def delete(flags: dict[str, str]) -> int:
             time.sleep(0.005)  # waiting on the kernel to reap; bounded
         alive = _is_our_daemon(pid)
     if not alive:
+        _delete_proxy_of_dead(paths)
         for p in (paths.socket, paths.control, paths.pidfile, paths.registry):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()

@@ -1,10 +1,12 @@
 """containerd → shim through toxiproxy: the shim's advertised socket becomes a relay.
 
-When a container carries ``io.reconverge.stub.toxiproxy=<api host:port>``, the daemon
-serves ttrpc on 127.0.0.1 (the *direct* endpoint), asks that toxiproxy for a proxy
-``shim-<key>`` in front of it, and serves the unix socket containerd dials (the one
-``start`` printed) as a byte relay to the proxy. A toxic on that proxy (reset_peer,
-timeout, latency…) then acts on containerd's own connection to the shim.
+When a container carries ``io.reconverge.stub.toxiproxy=<api host:port>`` (or containerd's
+environment has ``RECONVERGE_SHIM_TOXIPROXY``), the daemon serves ttrpc on 127.0.0.1 (the
+*direct* endpoint), asks that toxiproxy for a proxy ``shim-<key>`` in front of it, and
+serves the unix socket containerd dials (the one ``start`` printed) as a byte relay to the
+proxy. A toxic on that proxy (reset_peer, timeout, latency…) then acts on containerd's own
+connection to the shim. The daemon deletes the proxy when it exits; ``delete`` does it for
+a daemon that died (panic failpoint, SIGKILL).
 
 Why in the daemon and not a socat: the socket path is fixed before containerd connects and
 must stay the shim's (leak detection and ``ctr shim`` dial it); and the shim's imports stay
@@ -17,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import socket
+from collections.abc import Mapping
 
 from harness import journal
 
@@ -25,6 +28,21 @@ ANNOTATION_TOXIPROXY = "io.reconverge.stub.toxiproxy"
 # ``Containerd.tcp_relay("ttrpc")``) instead of TTRPC_ADDRESS; per container, since one
 # containerd serves every test
 ANNOTATION_EVENTS_ADDRESS = "io.reconverge.stub.events_address"
+
+
+# the same for every shim of a containerd that has this in its environment (hand
+# reproduction with ``reconverge up``); the annotation wins, ``off`` opts a container out
+ENV_TOXIPROXY = "RECONVERGE_SHIM_TOXIPROXY"
+
+
+def toxiproxy_api(annotations: Mapping[str, str], environ: Mapping[str, str]) -> str:
+    """The toxiproxy API (host:port) this shim's containerd leg goes through, or ``""``.
+
+    Why the annotation is the primary switch: tests share one containerd, whose environment
+    every shim inherits, so only an annotation can relay one container and not the others.
+    """
+    api = annotations.get(ANNOTATION_TOXIPROXY) or environ.get(ENV_TOXIPROXY, "")
+    return "" if api.strip().lower() == "off" else api.strip()
 
 
 class RelayError(Exception):
