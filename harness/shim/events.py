@@ -82,12 +82,14 @@ class Publisher:
                 with contextlib.suppress(Exception):
                     await action.apply_async()
         for i in range(copies):
-            await self._send(topic, event)
-            journal.emit("shim", "event_published", copy=i + 1, **fields)
+            if await self._send(topic, event):
+                journal.emit("shim", "event_published", copy=i + 1, **fields)
 
-    async def _send(self, topic: str, event: Message) -> None:
+    async def _send(self, topic: str, event: Message) -> bool:
+        """Forward one event; False (journaled ``publish_failed``) when containerd did not
+        answer OK, so the journal never calls a lost event published."""
         if not self.address:
-            return
+            return True  # nowhere to publish (unit tests): nothing was lost either
         ts = timestamp_pb2.Timestamp()
         ts.FromNanoseconds(time.time_ns())
         envelope = events_ttrpc_pb2.Envelope(
@@ -109,11 +111,13 @@ class Publisher:
                     timeout=5.0,
                     metadata={"containerd-namespace-ttrpc": self.namespace},
                 )
-                return
+                return True
             except (Closed, OSError, TimeoutError) as exc:
                 self._client = None
                 if attempt == 2:
                     journal.emit("shim", "publish_failed", topic=topic, error=str(exc))
             except TTRPCError as exc:
+                # not retried: a Forward past its deadline may still be delivered late
                 journal.emit("shim", "publish_failed", topic=topic, error=str(exc))
-                return
+                return False
+        return False

@@ -406,3 +406,85 @@ def test_events_leg_held_until_the_toxic_goes(
     monos = [r.mono for r in order] + [min(r.mono for r in released)]
     assert monos == sorted(monos), [(r.component, r.event, r.mono) for r in order + released]
     assert not [r for r in records if r.event == "publish_failed" and r.mono >= marks["start"]]
+
+
+def test_events_leg_timeout_toxic_loses_the_event(
+    containerd: Containerd,
+    ctd_namespace: str,
+    toxiproxy: Any,
+    ttrpc_relay: str,
+    reconverge_run: Any,
+) -> None:
+    """A ``timeout`` toxic (timeout=0) on shim → containerd *drops* bytes while it is on:
+    the stub's Forward of /tasks/paused passes its 5 s deadline (journal ``publish_failed``,
+    never ``event_published``), the stub does not retry, and once the toxic is gone the next
+    event (/tasks/resumed) arrives on the same connection — /tasks/paused never does. A
+    subscriber must live with a lost event, not only a late one. (Costs the 5 s deadline.)
+    """
+    ns, cid = ctd_namespace, "evlost"
+    proxy = toxiproxy.create("events", ttrpc_relay)
+    annotations = {ANNOTATION_EVENTS_ADDRESS: f"tcp://{proxy.listen}"}
+
+    def outcomes(since: float) -> list[tuple[str, str]]:
+        return [
+            (r.event, str(r.fields.get("topic")))
+            for r in merge.load(reconverge_run.dir)
+            if r.mono >= since
+            and r.component == "shim"
+            and r.event in ("publish_failed", "event_published")
+        ]
+
+    async def main() -> tuple[list[str], list[tuple[str, str]]]:
+        client = ContainerdClient(str(containerd.address), ns)
+        await client.ensure_namespace()
+        await client.create_container(cid, STUB_RUNTIME, annotations=annotations)
+        try:
+            async with Subscriber(client) as sub:
+                await client.create_task(cid)
+                await client.start(cid)
+                await await_for(
+                    lambda: asyncio.sleep(0, sub.topics(cid)),
+                    timeout=10,
+                    what="/tasks/start through the events proxy",
+                    accept=lambda ts: "/tasks/start" in ts,
+                )
+                t0 = time.monotonic()
+                proxy.add_toxic("timeout", name="blackhole", stream="upstream", timeout=0)
+                await client.pause(cid, timeout=10)
+                await await_for(
+                    lambda: asyncio.to_thread(outcomes, t0),
+                    timeout=15,
+                    what="the stub gives up on /tasks/paused (its 5 s Forward deadline)",
+                    accept=lambda o: ("publish_failed", "/tasks/paused") in o,
+                )
+                proxy.remove_toxic("blackhole")
+                await client.resume(cid, timeout=10)
+                await await_for(
+                    lambda: asyncio.sleep(0, sub.topics(cid)),
+                    timeout=10,
+                    what="/tasks/resumed after the toxic is gone",
+                    accept=lambda ts: "/tasks/resumed" in ts,
+                )
+                await sub.barrier()
+                topics = sub.topics(cid)
+                await client.kill(cid)
+                await await_for(
+                    lambda: _get(client, cid),
+                    timeout=10,
+                    what=f"{cid} stopped",
+                    accept=lambda g: g[0] == "STOPPED",
+                )
+                await client.delete_task(cid)
+                return topics, outcomes(t0)
+        finally:
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await client.delete_task(cid)
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await client.delete_container(cid)
+            await client.close()
+
+    topics, published = asyncio.run(main())
+    assert topics == ["/tasks/create", "/tasks/start", "/tasks/resumed"], topics
+    assert ("publish_failed", "/tasks/paused") in published, published
+    assert ("event_published", "/tasks/paused") not in published, published
+    assert ("event_published", "/tasks/resumed") in published, published
