@@ -30,7 +30,12 @@ from harness.protos import events_pb2, shim_task_pb2, task_types_pb2
 from harness.providers.containerd import STUB_RUNTIME, Containerd
 from harness.providers.containerd_client import ContainerdClient
 from harness.providers.toxiproxy import ToxiproxyServer
-from harness.shim.relay import ANNOTATION_EVENTS_ADDRESS, ANNOTATION_TOXIPROXY
+from harness.shim.relay import (
+    ANNOTATION_EVENTS_ADDRESS,
+    ANNOTATION_TOXIPROXY,
+    ENV_TOXIPROXY,
+    toxiproxy_api,
+)
 from harness.ttrpc import Client
 from harness.wait import await_for
 
@@ -488,3 +493,21 @@ def test_events_leg_timeout_toxic_loses_the_event(
     assert ("publish_failed", "/tasks/paused") in published, published
     assert ("event_published", "/tasks/paused") not in published, published
     assert ("event_published", "/tasks/resumed") in published, published
+
+
+@pytest.mark.parametrize(
+    ("annotation", "env", "expected"),
+    [
+        (None, None, ""),
+        ("127.0.0.1:1", None, "127.0.0.1:1"),
+        (None, "127.0.0.1:2", "127.0.0.1:2"),  # every shim of such a containerd
+        ("127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:1"),  # the container's own choice wins
+        ("off", "127.0.0.1:2", ""),  # one container opts out
+    ],
+)
+def test_which_toxiproxy_a_shim_uses(
+    annotation: str | None, env: str | None, expected: str
+) -> None:
+    annotations = {ANNOTATION_TOXIPROXY: annotation} if annotation is not None else {}
+    environ = {ENV_TOXIPROXY: env} if env is not None else {}
+    assert toxiproxy_api(annotations, environ) == expected
