@@ -81,10 +81,22 @@ class SandboxEnv:
         return host.start()
 
     def shim_entry(self, sid: str) -> dict[str, Any]:
-        for e in leaks.registry(self.run_dir):
-            if e.get("namespace") == self.namespace and e.get("id") == sid:
-                return e
-        return {}
+        return leaks.registry_entry(self.run_dir, self.namespace, sid)
+
+    def leak(self, sids: Iterable[str] = ("sb",), *, timeout: float) -> Any:
+        """The leak checker on this case's namespace, journaled (an ``Outcome``)."""
+        from harness.checks import sandbox as chk
+
+        c = self.containerd
+        outcome = chk.leak(
+            self.run_dir,
+            address=c.address,
+            state_dir=c.state,
+            namespace=self.namespace,
+            sids=list(sids),
+            timeout=timeout,
+        )
+        return chk.note(outcome, "leak")
 
     def shim_failpoint(self, sid: str, name: str, spec: str) -> None:
         """Set a failpoint in the running shim of ``sid`` (its control socket)."""

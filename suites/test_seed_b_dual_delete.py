@@ -38,20 +38,6 @@ def variants(switch: str) -> list:
     return [pytest.param(False, id="fixed"), pytest.param(True, id=f"buggy-{switch}")]
 
 
-def _leak(env, sid: str = "sb") -> chk.Outcome:
-    return chk.note(
-        chk.leak(
-            env.run_dir,
-            address=env.containerd.address,
-            state_dir=env.containerd.state,
-            namespace=env.namespace,
-            sids=[sid],
-            timeout=2.0,
-        ),
-        "leak",
-    )
-
-
 @pytest.mark.parametrize("buggy", variants(B.DUAL_EXIT_HANDLERS))
 def test_dual_exit_handlers(buggy, sandbox_env, verdict):
     """The sandbox task exits; watcher (and, buggy, subscriber) handle the exit."""
@@ -64,7 +50,7 @@ def test_dual_exit_handlers(buggy, sandbox_env, verdict):
     assert err is None, err
     assert host.remove_sandbox("sb") is None
     outcomes = [
-        _leak(env),
+        env.leak(timeout=2.0),
         chk.note(chk.delete_concurrency(env.run_dir, "sb", since=since), "delete"),
     ]
     chk.decide(
@@ -93,7 +79,7 @@ def test_watcher_exit_backoff_replay(buggy, sandbox_env, verdict):
         outcomes.append(chk.Outcome(False, f"stop failed, nothing queued: {stopped.message}"))
     else:
         assert host.remove_sandbox("sb") is None
-    outcomes.append(_leak(env))
+    outcomes.append(env.leak(timeout=2.0))
     chk.decide(
         verdict,
         suite=SUITE,

@@ -36,20 +36,6 @@ def variants(switch: str) -> list:
     return [pytest.param(False, id="fixed"), pytest.param(True, id=f"buggy-{switch}")]
 
 
-def _leak(env, timeout: float) -> chk.Outcome:
-    return chk.note(
-        chk.leak(
-            env.run_dir,
-            address=env.containerd.address,
-            state_dir=env.containerd.state,
-            namespace=env.namespace,
-            sids=["sb"],
-            timeout=timeout,
-        ),
-        "leak",
-    )
-
-
 @pytest.mark.parametrize("buggy", variants(B.DELETE_NOT_RETRIABLE))
 def test_shutdown_error_after_delete(buggy, sandbox_env, verdict):
     """``Shutdown=1*error(please retry)`` (TestIssue7496_ShouldRetryShutdown's failpoint)."""
@@ -60,7 +46,7 @@ def test_shutdown_error_after_delete(buggy, sandbox_env, verdict):
         assert host.stop_sandbox("sb", timeout=10) is None
         assert host.remove_sandbox("sb") is None
         removed = time.monotonic()
-        leak = _leak(env, timeout=1.0)  # the leaked shim must show within 1 s of the delete
+        leak = env.leak(timeout=1.0)  # the leaked shim must show within 1 s of the delete
         if not leak.ok:
             leak.details.append(f"judged {time.monotonic() - removed:.2f}s after the removal")
         events = recorder.barrier()
@@ -101,6 +87,6 @@ def test_delete_outlives_exit_deadline(buggy, sandbox_env, failpoints, verdict):
         case="delete outlives exit deadline",
         buggy=buggy,
         fault=f"shim.Delete.before=1*delay({slow_ms}) > exit handler deadline",
-        outcomes=[_leak(env, timeout=2.0)],
+        outcomes=[env.leak(timeout=2.0)],
         fixed_text=FIXED_TEXT,
     )

@@ -255,6 +255,14 @@ def owner_of(run_dir: Path, namespace: str) -> str:
         return ""
 
 
+def registry_entry(run_dir: Path, namespace: str, container_id: str) -> dict:
+    """The registry entry of the shim for ``namespace/container_id`` ({} when none)."""
+    for e in registry(run_dir):
+        if e.get("namespace") == namespace and e.get("id") == container_id:
+            return e
+    return {}
+
+
 def find_leaks(
     run_dir: Path,
     *,

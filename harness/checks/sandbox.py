@@ -47,15 +47,8 @@ class Outcome:
 # -- truth ------------------------------------------------------------------------------------
 def shim_status(run_dir: Path, namespace: str, sid: str, timeout: float = 5.0) -> str:
     """The task status the shim itself reports (``ABSENT`` when no live shim has it)."""
-    entry = next(
-        (
-            e
-            for e in leaks.registry(run_dir)
-            if e.get("namespace") == namespace and e.get("id") == sid
-        ),
-        None,
-    )
-    if entry is None or not leaks.shim_alive(int(entry.get("pid") or 0)):
+    entry = leaks.registry_entry(run_dir, namespace, sid)
+    if not entry or not leaks.shim_alive(int(entry.get("pid") or 0)):
         return "ABSENT"
 
     async def ask() -> str:

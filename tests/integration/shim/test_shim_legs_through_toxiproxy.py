@@ -48,10 +48,7 @@ STATUS = {v: k for k, v in task_types_pb2.Status.items()}
 
 def _entry(run_dir: Any, ns: str, cid: str) -> dict[str, Any]:
     """The stub's registry entry (proxy name, direct endpoint, control socket…)."""
-    for e in leaks.registry(run_dir):
-        if e.get("namespace") == ns and e.get("id") == cid:
-            return e
-    return {}
+    return leaks.registry_entry(run_dir, ns, cid)
 
 
 async def _direct(entry: dict[str, Any], method: str, msg: Any, resp_cls: Any = None) -> Any:
