@@ -22,7 +22,6 @@ import secrets
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +33,7 @@ if TYPE_CHECKING:
 
 _START = pytest.StashKey[float]()
 _VERDICT_KEY = "reconverge_verdict"
+_RECORDER = pytest.StashKey["VerdictRecorder"]()
 
 
 # -- options, markers ----------------------------------------------------------------------
@@ -214,19 +214,8 @@ def failpoints(request: pytest.FixtureRequest) -> Iterator[Any]:
 
 
 # -- verdicts ------------------------------------------------------------------------------
-
-
-@dataclass
-class Verdict:
-    """The outcome of one suite case, as the verdict table shows it."""
-
-    suite: str
-    case: str
-    variant: str
-    fault: str
-    outcome: str  # CAUGHT | CONVERGED | PASSED | MISSED | DIVERGED
-    symptom: str
-    seconds: float
+# The model and its rules live in harness.verdict; here they meet pytest: one recorder per
+# case, a row for every suite case whatever happened to it, and the table.
 
 
 class VerdictRecorder:
@@ -235,43 +224,182 @@ class VerdictRecorder:
     def __init__(self, item: pytest.Item) -> None:
         self.item = item
         self.t0 = time.monotonic()
-        self.value: Verdict | None = None
+        self.value: Any = None
+
+    @property
+    def since(self) -> float:
+        """When the case started (monotonic): fault counts and journal windows start here."""
+        return self.t0
 
     def record(
-        self, *, suite: str, case: str, variant: str, fault: str, outcome: str, symptom: str = ""
-    ) -> Verdict:
+        self,
+        *,
+        suite: str,
+        case: str,
+        variant: str,
+        fault: str,
+        outcome: str,
+        symptom: str = "",
+        fired: dict[str, int] | None = None,
+        findings: list[dict[str, Any]] | None = None,
+        reason: str = "",
+        versions: dict[str, str] | None = None,
+    ) -> Any:
+        from harness import journal
+        from harness.verdict import Verdict
+
         v = Verdict(
-            suite, case, variant, fault, outcome, symptom, round(time.monotonic() - self.t0, 2)
+            suite,
+            case,
+            variant,
+            fault,
+            str(outcome),
+            symptom[:200],
+            round(time.monotonic() - self.t0, 2),
+            fired=dict(fired or {}),
+            findings=list(findings or []),
+            nodeid=self.item.nodeid,
+            reason=reason,
+            versions=dict(versions or {}),
         )
         self.value = v
-        self.item.user_properties.append((_VERDICT_KEY, json.dumps(asdict(v))))
-        from harness import journal
-
-        journal.emit("verdict", outcome, suite=suite, case=case, variant=variant, symptom=symptom)
+        _set_verdict(self.item.user_properties, v)
+        journal.emit(
+            "verdict", str(outcome), suite=suite, case=case, variant=variant, symptom=symptom
+        )
         return v
+
+    def judge(
+        self,
+        *,
+        suite: str,
+        case: str,
+        variant: str,
+        fault: str,
+        findings: list[Any],
+        fired: dict[str, int],
+        symptom: Any = None,
+        fixed_text: str = "view = truth",
+        versions: dict[str, str] | None = None,
+    ) -> Any:
+        """Decide (harness.verdict rules), record, and fail the case unless it is as expected.
+
+        INCONCLUSIVE fails under ``--reconverge-strict`` and skips (with its reason)
+        otherwise: it is never a pass.
+        """
+        from harness import journal
+        from harness.verdict import Outcome, decide, evidence
+
+        outcome, text = decide(
+            variant=variant, findings=findings, fired=fired, symptom=symptom, fixed_text=fixed_text
+        )
+        v = self.record(
+            suite=suite,
+            case=case,
+            variant=variant,
+            fault=fault,
+            outcome=outcome,
+            symptom=text,
+            fired=fired,
+            findings=[f.summary() for f in findings],
+            reason=text if outcome is Outcome.INCONCLUSIVE else "",
+            versions=versions,
+        )
+        journal.emit("check", "verdict", case=case, variant=variant, outcome=str(outcome))
+        if v.ok:
+            return v
+        detail = f"{case} [{variant}]: {outcome}: {text}\nfired: {fired}\n{evidence(findings)}"
+        if outcome is Outcome.INCONCLUSIVE and not self.item.config.getoption("reconverge_strict"):
+            pytest.skip(f"INCONCLUSIVE: {text}")
+        raise AssertionError(detail)
+
+
+def _set_verdict(props: list[tuple[str, object]], v: Any) -> None:
+    props[:] = [(k, val) for k, val in props if k != _VERDICT_KEY]
+    props.append((_VERDICT_KEY, json.dumps(v.to_dict())))
 
 
 @pytest.fixture
 def verdict(request: pytest.FixtureRequest) -> VerdictRecorder:
     """Record this case's verdict for the table ``./ci/suites`` prints."""
-    return VerdictRecorder(request.node)
+    rec = VerdictRecorder(request.node)
+    request.node.stash[_RECORDER] = rec
+    return rec
 
 
-def verdicts_from(reports: list[Any]) -> list[Verdict]:
-    """Verdicts carried by test reports (works across xdist workers)."""
-    out = []
+def _row_without_verdict(item: pytest.Item, outcome: str, reason: str) -> Any:
+    """A row for a suite case that recorded nothing (skipped, errored, or forgot to)."""
+    from harness.verdict import Verdict
+
+    callspec = getattr(item, "callspec", None)
+    ident = callspec.id if callspec is not None else ""
+    variant = "buggy" if "buggy" in ident else "fixed" if "fixed" in ident else "-"
+    suite = Path(str(item.fspath)).stem.removeprefix("test_")
+    name = getattr(item, "originalname", item.name)
+    return Verdict(
+        suite, name, variant, "-", outcome, reason[:200], 0.0, nodeid=item.nodeid, reason=reason
+    )
+
+
+def _note_suite_report(item: pytest.Item, report: Any) -> None:
+    """Give every suite case a row: SKIPPED / ERROR when it recorded no verdict.
+
+    A suite case that *passed* without recording a verdict is turned into a failure: a
+    green case that concluded nothing is exactly the vacuous pass the verdict model exists
+    to prevent.
+    """
+    if item.get_closest_marker("suite") is None:
+        return
+    has = any(k == _VERDICT_KEY for k, _ in report.user_properties)
+    if report.skipped and not has and report.when in ("setup", "call"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _set_verdict(report.user_properties, _row_without_verdict(item, "SKIPPED", reason))
+    elif report.failed and not has:
+        what = (
+            "setup" if report.when == "setup" else "teardown" if report.when == "teardown" else ""
+        )
+        msg = getattr(report, "longreprtext", "").strip().splitlines()
+        reason = f"{what + ' ' if what else ''}error: {msg[-1] if msg else 'failed'}"
+        _set_verdict(report.user_properties, _row_without_verdict(item, "ERROR", reason))
+    elif report.when == "call" and report.passed and not has:
+        report.outcome = "failed"
+        report.longrepr = f"{item.nodeid}: a suite case must record a verdict (it recorded none)"
+        _set_verdict(
+            report.user_properties,
+            _row_without_verdict(item, "ERROR", "the case recorded no verdict"),
+        )
+
+
+def verdicts_from(reports: list[Any]) -> list[Any]:
+    """Verdicts carried by test reports (works across xdist workers); last one per case."""
+    from harness.verdict import Verdict
+
+    by_node: dict[str, Any] = {}
     for rep in reports:
         for key, value in getattr(rep, "user_properties", ()):
             if key == _VERDICT_KEY:
-                out.append(Verdict(**json.loads(value)))
-    return out
+                v = Verdict.from_dict(json.loads(str(value)))
+                prev = by_node.get(v.nodeid or rep.nodeid)
+                # a teardown ERROR must not hide the call's verdict, but a later one may replace
+                if prev is None or v.outcome != "ERROR" or prev.outcome in ("SKIPPED",):
+                    by_node[v.nodeid or rep.nodeid] = v
+    return list(by_node.values())
 
 
-def render_verdicts(verdicts: list[Verdict]) -> str:
-    """The verdict table."""
-    head = ("suite", "case", "variant", "fault", "verdict", "time", "symptom")
+def render_verdicts(verdicts: list[Any]) -> str:
+    """The verdict table: one row per suite case, the fault-fired count beside each."""
+    head = ("suite", "case", "variant", "fault", "fired", "verdict", "time", "symptom")
     rows = [
-        (v.suite, v.case, v.variant, v.fault, v.outcome, f"{v.seconds:.1f}s", v.symptom)
+        (
+            v.suite,
+            v.case,
+            v.variant,
+            v.fault[:60],
+            v.fired_text(),
+            v.outcome,
+            f"{v.seconds:.1f}s",
+            v.symptom,
+        )
         for v in sorted(verdicts, key=lambda v: (v.suite, v.case, v.variant, v.fault))
     ]
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head) - 1)]
@@ -288,9 +416,8 @@ def render_verdicts(verdicts: list[Verdict]) -> str:
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     reports = [
         r
-        for key in ("passed", "failed", "error")
+        for key in ("passed", "failed", "error", "skipped")
         for r in terminalreporter.stats.get(key, [])
-        if getattr(r, "when", "call") == "call"
     ]
     verdicts = verdicts_from(reports)
     if not verdicts:
@@ -306,7 +433,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)
         (Path(out) / "verdicts.json").write_text(
-            json.dumps([asdict(v) for v in verdicts], indent=1)
+            json.dumps([v.to_dict() for v in verdicts], indent=1)
         )
 
 
@@ -321,6 +448,7 @@ def repro_command(config: pytest.Config, nodeid: str) -> str:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
+    _note_suite_report(item, report)
     if report.failed and call.when in ("call", "setup"):
         _attach_failure(item, report)
     return report
