@@ -6,8 +6,8 @@ entrypoint (its tasks run a configurable command), but the image is still a real
 one — Debian's static busybox at ``/bin/busybox`` with ``sleep`` as its entrypoint — so the
 same image serves a real runtime handler (runc) unchanged.
 
-Built in Python from nothing: one tar layer, a config, a manifest and an index in an OCI
-image layout tarball. The bytes are deterministic (fixed mtimes, owners, order), so the
+Built in Python from nothing by :mod:`harness.images.oci`: one tar layer, a config, a
+manifest and an index in an OCI image layout tarball. The bytes are deterministic, so the
 tarball is cached under ``$RECONVERGE_CACHE/images/`` by the digest of its layer: the same
 busybox gives the same file and the same image digest on every run.
 """
@@ -15,14 +15,12 @@ busybox gives the same file and the same image digest on every run.
 from __future__ import annotations
 
 import hashlib
-import io
-import json
 import os
-import tarfile
 from pathlib import Path
 
 from harness import binaries
 from harness.build import cache
+from harness.images import oci
 from harness.providers.containerd import Containerd
 
 NAME = "reconverge.local/pause:1"
@@ -32,92 +30,15 @@ BUSYBOX_IN_IMAGE = "bin/busybox"
 ENTRYPOINT = ["/bin/busybox", "sleep", "2147483647"]
 
 
-def _tar(files: dict[str, tuple[bytes, int]]) -> bytes:
-    """Deterministic tar: sorted names, mtime 0, root owner, parent dirs first."""
-    dirs = {str(Path(n).parent) for n in files} - {"."}
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for d in sorted(dirs):
-            info = tarfile.TarInfo(d)
-            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
-            info.uname = info.gname = "root"
-            tar.addfile(info)
-        for name, (data, mode) in sorted(files.items()):
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), mode, 0
-            info.uname = info.gname = "root"
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def _blob(data: bytes) -> tuple[str, int]:
-    return "sha256:" + hashlib.sha256(data).hexdigest(), len(data)
-
-
 def layer(busybox: Path | None = None) -> bytes:
     """The image's only layer: the static busybox at ``/bin/busybox``."""
     path = busybox or binaries.require("busybox")
-    return _tar({BUSYBOX_IN_IMAGE: (Path(path).read_bytes(), 0o755)})
+    return oci.tar({BUSYBOX_IN_IMAGE: (Path(path).read_bytes(), 0o755)})
 
 
 def layout(layer_bytes: bytes, name: str = NAME) -> bytes:
     """The OCI image layout tarball (``oci-layout``, ``index.json``, blobs) for one layer."""
-    layer_digest, layer_size = _blob(layer_bytes)
-    config = json.dumps(
-        {
-            "architecture": "amd64",
-            "os": "linux",
-            "config": {"Entrypoint": ENTRYPOINT},
-            "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
-        },
-        sort_keys=True,
-    ).encode()
-    config_digest, config_size = _blob(config)
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": config_digest,
-                "size": config_size,
-            },
-            "layers": [
-                {
-                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
-                    "digest": layer_digest,
-                    "size": layer_size,
-                }
-            ],
-        },
-        sort_keys=True,
-    ).encode()
-    manifest_digest, manifest_size = _blob(manifest)
-    index = json.dumps(
-        {
-            "schemaVersion": 2,
-            "manifests": [
-                {
-                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                    "digest": manifest_digest,
-                    "size": manifest_size,
-                    "platform": {"architecture": "amd64", "os": "linux"},
-                    "annotations": {
-                        "io.containerd.image.name": name,
-                        "org.opencontainers.image.ref.name": name,
-                    },
-                }
-            ],
-        },
-        sort_keys=True,
-    ).encode()
-    files = {
-        "oci-layout": (b'{"imageLayoutVersion":"1.0.0"}', 0o644),
-        "index.json": (index, 0o644),
-    }
-    for data in (layer_bytes, config, manifest):
-        files[f"blobs/sha256/{_blob(data)[0].removeprefix('sha256:')}"] = (data, 0o644)
-    return _tar(files)
+    return oci.layout(layer_bytes, name, ENTRYPOINT)
 
 
 def build(out: Path, name: str = NAME, *, busybox: Path | None = None) -> Path:
