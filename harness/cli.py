@@ -27,11 +27,16 @@ def _cmd_janitor(args: argparse.Namespace) -> int:
     if not args.sweep:
         print("reconverge janitor: nothing to do (use --sweep)", file=sys.stderr)
         return 2
-    lines = run.sweep()
-    for line in lines:
+    try:
+        report = run.sweep()
+    except Exception as exc:  # sweep() never raises; if it ever does, still one line
+        print(f"janitor: sweep failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    for line in report.lines():
         print(line)
-    print(f"janitor: {len(lines)} dead run(s) swept under {run.run_root()}")
-    return 0
+    left = f"; {len(report.failures)} thing(s) left" if report.failures else ""
+    print(f"janitor: {len(report.runs)} dead run(s) swept under {run.run_root()}{left}")
+    return 0 if report.clean else 1
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
@@ -82,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("doctor", help="show which component a run would use; exit 2 if unusable")
     d.set_defaults(fn=_cmd_doctor)
 
-    j = sub.add_parser("janitor", help="clean up what dead runs left behind")
+    j = sub.add_parser(
+        "janitor", help="clean up what dead runs left behind; exit 1 when something is left"
+    )
     j.add_argument("--sweep", action="store_true", help="sweep every run whose owner is gone")
     j.set_defaults(fn=_cmd_janitor)
 

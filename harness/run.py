@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import json
 import os
 import secrets
@@ -22,7 +23,17 @@ from pathlib import Path
 from types import FrameType
 
 from harness import journal
-from harness.janitor import ENV_RUN_ID, Janitor, load_resources, proc_is, proc_start_time, undo
+from harness.janitor import (
+    ENV_RUN_ID,
+    Janitor,
+    UndoReport,
+    errno_text,
+    load_resources,
+    proc_is,
+    proc_start_time,
+    save_resources,
+    undo_report,
+)
 
 ENV_RUN_ROOT = "RECONVERGE_RUN_ROOT"
 ENV_SEED = "RECONVERGE_SEED"
@@ -71,11 +82,20 @@ class Run:
         self.closed = True
         journal.emit("run", "closing", run=self.id)
         done = self.janitor.cleanup()
+        report = self.janitor.report or UndoReport()
+        for f in report.failures:
+            journal.emit("run", "cleanup_failed", what=f.what, error=f.error, retry=f.retry)
+            print(f"reconverge: clean-up left {f.line()}", file=sys.stderr)
         if self.own_journal is not None:
             self.own_journal.close()
             if self.previous_journal is not None and journal.current() is self.own_journal:
                 journal.set_current(self.previous_journal)
-        if not keep_dir:
+        retry = report.retry()
+        if retry:
+            # the owner is about to exit: the next sweep retries these, nothing else
+            with contextlib.suppress(OSError):
+                save_resources(self.dir, retry)
+        elif not keep_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
             with contextlib.suppress(OSError):
                 self.dir.parent.rmdir()  # only succeeds when no other run is live
@@ -84,8 +104,15 @@ class Run:
 
 
 def start(*, purpose: str, seed: int | None = None, proc: str | None = None) -> Run:
-    """Create a run: sweep dead runs first, then make the directory and the journal."""
-    sweep()
+    """Create a run: sweep dead runs first, then make the directory and the journal.
+
+    The sweep never raises and never blocks the start: what it could not undo is printed
+    (one line each) and journaled in the new run, and the dead run's record keeps only
+    what a later sweep can still retry.
+    """
+    swept = sweep()
+    for line in swept.failures:
+        print(f"reconverge: janitor left {line}", file=sys.stderr)
     root = run_root()
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     with contextlib.suppress(PermissionError):
@@ -110,6 +137,8 @@ def start(*, purpose: str, seed: int | None = None, proc: str | None = None) -> 
     run.previous_journal = journal.current()
     run.own_journal = journal.configure(run_dir, proc or purpose)
     journal.emit("run", "started", run=run_id, seed=seed, purpose=purpose)
+    for line in swept.failures:
+        journal.emit("run", "sweep_left", what=line)
     _register(run)
     return run
 
@@ -117,35 +146,102 @@ def start(*, purpose: str, seed: int | None = None, proc: str | None = None) -> 
 # -- dead-run sweep ---------------------------------------------------------------------
 
 
+@dataclass
+class SweepReport:
+    """What a sweep did: one line per dead run swept, one line per thing it left."""
+
+    runs: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """Run lines, then ``left …`` lines (what ``reconverge janitor --sweep`` prints)."""
+        return self.runs + [f"left {line}" for line in self.failures]
+
+    @property
+    def clean(self) -> bool:
+        """True when nothing was left behind."""
+        return not self.failures
+
+
 def _owner_alive(run_dir: Path) -> bool:
     try:
         rec = json.loads((run_dir / "run.json").read_text())
-    except (OSError, ValueError):
-        # no record yet: a run being created right now, or garbage; judge by age
+        return proc_is(int(rec["pid"]), rec.get("start"))
+    except (OSError, ValueError, KeyError, TypeError):
+        # no (readable) record: a run being created right now, or garbage; judge by age
         try:
             return time.time() - run_dir.stat().st_mtime < 60
         except OSError:
             return False
-    return proc_is(int(rec["pid"]), rec.get("start"))
 
 
-def sweep(*, root: Path | None = None) -> list[str]:
+def sweep(*, root: Path | None = None) -> SweepReport:
     """Clean up every run under ``root`` whose owner process is gone.
 
-    Returns one line per run swept. Live runs (another pytest, an ``up`` session) are
-    left alone.
+    Live runs (another pytest, an ``up`` session) are left alone, and so is a dead run
+    another sweeper holds right now. Never raises: a run whose undo fails in part gets
+    one failure line per resource left (naming it and the errno); its record then keeps
+    only what can be retried, and the directory goes once nothing is left to retry.
     """
-    root = root or run_root()
-    report: list[str] = []
-    if not root.is_dir():
+    report = SweepReport()
+    try:
+        root = root or run_root()
+        if not root.is_dir():
+            return report
+        run_dirs = sorted(root.iterdir())
+    except OSError as exc:
+        report.failures.append(f"run root {root}: {exc}")
         return report
-    for run_dir in sorted(root.iterdir()):
-        if not run_dir.is_dir() or _owner_alive(run_dir):
-            continue
-        done = undo(list(reversed(load_resources(run_dir))), run_dir.name, run_dir)
-        shutil.rmtree(run_dir, ignore_errors=True)
-        report.append(f"swept {run_dir.name}: " + ("; ".join(done) if done else "nothing left"))
+    for run_dir in run_dirs:
+        try:
+            _sweep_one(run_dir, report)
+        except Exception as exc:  # a bug here must still not block the next run
+            report.failures.append(f"run {run_dir.name}: sweep failed: {type(exc).__name__}: {exc}")
     return report
+
+
+def _sweep_one(run_dir: Path, report: SweepReport) -> None:
+    if not run_dir.is_dir() or run_dir.is_symlink() or _owner_alive(run_dir):
+        return
+    try:
+        fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        return  # another sweeper finished it
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # another sweeper is on it right now
+        if not run_dir.is_dir():
+            return
+        undone = undo_report(list(reversed(load_resources(run_dir))), run_dir.name, run_dir)
+        report.failures += [f.line() for f in undone.failures]
+        retry = undone.retry()
+        if retry:
+            save_resources(run_dir, retry)  # run.json stays: its dead owner marks it sweepable
+        else:
+            left = _remove_tree(run_dir)
+            if left:
+                report.failures.append(f"run dir {run_dir}: {left}")
+    finally:
+        os.close(fd)
+    done = undone.done
+    report.runs.append(f"swept {run_dir.name}: " + ("; ".join(done) if done else "nothing left"))
+
+
+def _remove_tree(path: Path) -> str:
+    """rmtree that says what it could not remove (first error and errno), '' when gone."""
+    errors: list[tuple[str, BaseException]] = []
+
+    def on_error(fn: object, where: str, exc_info: tuple) -> None:
+        if not isinstance(exc_info[1], FileNotFoundError):
+            errors.append((where, exc_info[1]))
+
+    shutil.rmtree(path, onerror=on_error)
+    if not errors:
+        return ""
+    where, exc = errors[0]
+    return f"{errno_text(exc)} at {where}" + (f" and {len(errors) - 1} more" if errors[1:] else "")
 
 
 # -- exit and signal handling -----------------------------------------------------------

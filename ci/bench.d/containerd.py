@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # runnable from a 
 
 from google.protobuf import any_pb2  # after the path set-up above
 
-from harness import binaries
+from harness import binaries, janitor
 from harness import run as run_mod
 from harness.errors import ReconvergeError
 from harness.protos import containers_pb2, tasks_pb2
@@ -42,7 +42,6 @@ BRINGUP_TARGET_S = 3.0
 RUNC_RUNTIME = "io.containerd.runc.v2"
 NAMESPACE = "bench"
 STEPS = ("container", "create", "start", "kill", "delete")
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 # containerd's default set for a non-privileged container (oci/spec.go)
 CAPS = [
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
@@ -183,11 +182,14 @@ def own_cgroups(r: Run) -> str:
     """The cgroup parent of every bench container, registered so the janitor removes it.
 
     runc (cgroupfs, v1 or v2) removes each container's cgroup on delete but not the parent;
-    registered before it exists, like everything a run creates.
+    registered before it exists, like everything a run creates. Only under *mounted*
+    cgroup filesystems (v1 controllers, the v2 root): a directory under /sys/fs/cgroup that
+    is no mount (an unmounted controller's name on the v1 tmpfs) cannot hold a cgroup, and
+    removing ``rcv-<id>`` there failed with EROFS.
     """
     parent = f"rcv-{r.id}"
-    for controller in [CGROUP_ROOT, *sorted(p for p in CGROUP_ROOT.iterdir() if p.is_dir())]:
-        r.janitor.path(controller / parent)
+    for mount in sorted(set(janitor.cgroup_mounts())):
+        r.janitor.cgroup(mount / parent)
     return parent
 
 

@@ -39,8 +39,9 @@ def test_sweep_cleans_a_sigkilled_run(tmp_path, monkeypatch):
     run_id, server, stray = out.stdout.split()
     assert (tmp_path / run_id).is_dir()
     assert janitor.proc_start_time(int(server)) is not None
-    lines = run.sweep(root=tmp_path)
-    assert len(lines) == 1 and run_id in lines[0]
+    report = run.sweep(root=tmp_path)
+    assert len(report.runs) == 1 and run_id in report.runs[0], report
+    assert report.clean, report.failures
     wait_for(
         lambda: (
             janitor.proc_start_time(int(server)) is None
@@ -56,7 +57,8 @@ def test_sweep_leaves_live_runs_alone(tmp_path, monkeypatch):
     monkeypatch.setenv("RECONVERGE_RUN_ROOT", str(tmp_path))
     r = run.start(purpose="live")
     try:
-        assert run.sweep(root=tmp_path) == []
+        report = run.sweep(root=tmp_path)
+        assert report.runs == [] and report.clean, report
         assert r.dir.is_dir()
     finally:
         r.close()
