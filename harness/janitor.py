@@ -213,6 +213,8 @@ class Resource:
             return f"container {str(d.get('id'))[:12]}"
         if self.kind in ("path", "cgroup"):
             return f"{self.kind} {d.get('path')}"
+        if self.kind == "docker_network":
+            return f"docker network {d.get('name')}"
         return f"{self.kind} {d}"
 
 
@@ -313,9 +315,27 @@ class Janitor:
             raise ValueError(f"{path} is not inside a mounted cgroup filesystem")
         self._add("cgroup", path=os.path.normpath(str(path)))
 
-    def container(self, container_id: str, *, docker_host: str | None = None) -> None:
-        """Own a Docker container (removed with force)."""
-        self._add("container", id=container_id, docker_host=docker_host)
+    def container(
+        self, container_id: str, *, docker_host: str | None = None, private: bool = False
+    ) -> None:
+        """Own a Docker container (removed with force).
+
+        ``private``: the container lives on the run's own dockerd, whose cgroups the run
+        also owns; when that dockerd no longer answers, the container's processes are swept
+        through those cgroups and there is nothing left to retry.
+        """
+        data: dict[str, object] = {"id": container_id, "docker_host": docker_host}
+        if private:
+            data["private"] = True
+        self._add("container", **data)
+
+    def docker_network(self, name: str, *, bridge: str, docker_host: str | None = None) -> None:
+        """Own a Docker network and its bridge interface on the host.
+
+        Why the bridge too: dockerd leaves a network's bridge in place when it stops (or is
+        killed); the sweep deletes the interface itself when no dockerd can.
+        """
+        self._add("docker_network", name=name, bridge=bridge, docker_host=docker_host)
 
     def callback(self, name: str, fn: Callable[[], None]) -> None:
         """In-memory clean-up (e.g. delete a proxy through an API).
@@ -382,7 +402,19 @@ def _step(report: UndoReport, what: str, res: Resource | None) -> Iterator[None]
 
 
 def undo_into(report: UndoReport, resources: list[Resource], run_id: str, run_dir: Path) -> None:
-    """The steps, in order: processes, marked strays, containers, cgroups, mounts, paths."""
+    """The steps, in order: containers and docker networks, processes, marked strays,
+    cgroups, bridges, mounts, paths.
+
+    Containers and networks go first because the dockerd that can remove them is itself
+    one of the processes: once it is stopped, ``docker rm -f`` has no one to ask.
+    """
+    for r in resources:
+        if r.kind == "container":
+            with _step(report, r.describe(), r):
+                _remove_container(report, r)
+        elif r.kind == "docker_network":
+            with _step(report, r.describe(), r):
+                _remove_network(report, r)
     # Stop owned processes newest first: clients before the servers they talk to.
     for r in resources:
         if r.kind == "process":
@@ -397,13 +429,13 @@ def undo_into(report: UndoReport, resources: list[Resource], run_id: str, run_di
             if left:
                 report.fail(f"stray processes of run {run_id}", f"alive: {left}", None, retry=False)
     for r in resources:
-        if r.kind == "container":
-            with _step(report, r.describe(), r):
-                _remove_container(report, r)
-    for r in resources:
         if r.kind == "cgroup":
             with _step(report, r.describe(), r):
                 _remove_cgroup(report, r)
+    for r in resources:
+        if r.kind == "docker_network":
+            with _step(report, f"bridge {r.data.get('bridge')}", r):
+                _remove_bridge(report, r)
     for point in mounts_under(run_dir):
         with _step(report, f"mount {point}", None):
             _unmount(report, point, None)
@@ -411,7 +443,7 @@ def undo_into(report: UndoReport, resources: list[Resource], run_id: str, run_di
         if r.kind == "path":
             with _step(report, r.describe(), r):
                 _remove_path(report, r)
-    known = {"process", "container", "cgroup", "path"}
+    known = {"process", "container", "docker_network", "cgroup", "path"}
     for r in resources:
         if r.kind not in known:
             report.fail(r.describe(), "unknown resource kind (left alone)", None, retry=False)
@@ -454,7 +486,40 @@ def _remove_container(report: UndoReport, r: Resource) -> None:
         report.done.append(f"removed container {cid[:12]}")
         return
     why = (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]
+    if r.data.get("private") and "cannot connect to the docker daemon" in why.lower():
+        report.done.append(f"container {cid[:12]}: its private dockerd is gone")
+        return
     report.fail(r.describe(), f"docker rm -f: {why}", r, retry=True)
+
+
+def _remove_network(report: UndoReport, r: Resource) -> None:
+    """``docker network rm`` while its dockerd answers; the bridge step covers the rest."""
+    env = dict(os.environ)
+    if r.data.get("docker_host"):
+        env["DOCKER_HOST"] = str(r.data["docker_host"])
+    try:
+        out = subprocess.run(
+            ["docker", "network", "rm", str(r.data["name"])],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=20,
+        )
+    except (subprocess.TimeoutExpired, FileNotFoundError):
+        return  # the bridge step deletes the interface without dockerd
+    if out.returncode == 0:
+        report.done.append(f"removed network {r.data['name']}")
+
+
+def _remove_bridge(report: UndoReport, r: Resource) -> None:
+    bridge = str(r.data.get("bridge") or "")
+    if not bridge or not Path(f"/sys/class/net/{bridge}").exists():
+        return
+    out = subprocess.run(["ip", "link", "delete", bridge], capture_output=True, text=True)
+    if out.returncode == 0 or not Path(f"/sys/class/net/{bridge}").exists():
+        report.done.append(f"deleted bridge {bridge}")
+        return
+    report.fail(f"bridge {bridge}", f"ip link delete: {out.stderr.strip()}", r, retry=True)
 
 
 def _unmount(report: UndoReport, point: str, res: Resource | None) -> None:

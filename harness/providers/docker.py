@@ -1,42 +1,82 @@
-"""A Docker engine for container backends: the one already running, or one we start.
+"""A Docker engine for container backends and kind: the one already running, or one we start.
 
-Why start our own: on the target machines dockerd is installed but not running, and
-there is no registry. The harness starts ``dockerd`` only when a container backend is
-asked for, with ``--bridge=none --iptables=false`` (containers use the host network, so
-every listener stays on 127.0.0.1) and a data root inside the run directory, so the
-janitor's sweep removes all of it.
+Why start our own: on the target machines dockerd is installed but not running, and there
+is no registry. The harness starts ``dockerd`` when a container backend (or kind) asks,
+with a data root inside the run directory, so the janitor's sweep removes all of it:
+
+- ``--bridge=none --iptables=false``: no default bridge and no firewall rules on the host.
+  Containers of the toxiproxy backend use the host network, so every listener stays on
+  127.0.0.1. kind nodes sit on a **per-run user-defined bridge** (:func:`network`): nodes
+  reach each other on it at layer 2, which needs no iptables, and the API server is
+  published on ``127.0.0.1`` by docker-proxy (the userland proxy), which needs none either.
+  Nothing is masqueraded: traffic never leaves the machine.
+- ``--default-runtime reconverge-runc``: our capability-dropping runtime
+  (:mod:`harness.capdrop`), because ``--privileged`` asks runc for capabilities this
+  machine's bounding set lacks (CAP_SYS_RESOURCE) and kind always runs nodes privileged.
+- ``--cgroup-parent rcv-<run id>``: every container's cgroup lives under one directory per
+  run, so a sweep can kill what a SIGKILLed dockerd left running (see the janitor's
+  ``cgroup`` resource).
 """
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import os
+import shutil
 import subprocess
+import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness import binaries, journal
-from harness.errors import ProviderFailed
+from harness.errors import ProviderFailed, ReconvergeError
 from harness.providers.process import ManagedProcess
 from harness.run import Run
 
 if TYPE_CHECKING:
     import docker as docker_sdk
 
+RUNTIME = "reconverge-runc"
+_OWNED: dict[str, DockerEngine] = {}
+_LOCK = threading.Lock()
+
 
 @dataclass
 class DockerEngine:
     """Where a Docker API answers, and whether this run owns the daemon."""
 
-    host: str  # a DOCKER_HOST value, e.g. unix:///tmp/rcv/r1/docker.sock
+    host: str  # a DOCKER_HOST value, e.g. unix:///tmp/rcvd-r1/docker.sock
     owned: bool
     proc: ManagedProcess | None = None
+    cgroup_parent: str = ""
 
     def client(self) -> docker_sdk.DockerClient:
         """A docker SDK client bound to this engine (import kept lazy: docker is slow)."""
         import docker
 
         return docker.DockerClient(base_url=self.host, timeout=60)
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """Environment for a ``docker`` (or ``kind``) command talking to this engine."""
+        env = {**os.environ, "DOCKER_HOST": self.host}
+        env.update(extra or {})
+        return env
+
+    def docker(
+        self, *args: str, timeout: float = 60.0, input: bytes | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Run the docker CLI against this engine (bounded; never raises on exit code)."""
+        return subprocess.run(
+            ["docker", *args],
+            capture_output=True,
+            input=input,
+            timeout=timeout,
+            env=self.env(),
+            check=False,
+        )
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -60,24 +100,63 @@ def _answers(host: str) -> bool:
     return out.returncode == 0
 
 
-def engine(run: Run, *, timeout: float = 30.0) -> DockerEngine:
-    """Use a running Docker engine, or start a private ``dockerd`` for this run.
+def runtime_path() -> Path:
+    """The ``reconverge-runc`` executable: the console script next to our Python.
+
+    Raises:
+        ReconvergeError: the console script is not installed (an old editable install).
+    """
+    cand = Path(sys.executable).with_name(RUNTIME)
+    if cand.exists():
+        return cand
+    found = shutil.which(RUNTIME)
+    if found:
+        return Path(found)
+    raise ReconvergeError(
+        f"{RUNTIME} is not installed (the capability-dropping runtime dockerd needs)",
+        fix="./ci/bootstrap (pip install -e . registers the console script)",
+    )
+
+
+def engine(run: Run, *, timeout: float = 30.0, private: bool = False) -> DockerEngine:
+    """A running Docker engine, or a private ``dockerd`` for this run (one per run).
+
+    ``private=True`` (kind) always uses the run's own dockerd: a foreign daemon has neither
+    our runtime nor our clean-up.
 
     Raises:
         MissingBinary: docker.io is not installed.
         ProviderFailed: dockerd did not come up (the log tail is in the message).
     """
-    existing = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-    if _answers(existing):
-        journal.emit("docker", "reused", host=existing)
-        return DockerEngine(existing, owned=False)
+    if not private:
+        existing = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        if _answers(existing):
+            journal.emit("docker", "reused", host=existing)
+            return DockerEngine(existing, owned=False)
+    with _LOCK:
+        eng = _OWNED.get(run.id)
+        if eng is not None and eng.proc is not None and eng.proc.alive():
+            return eng
+        eng = _start(run, timeout=timeout)
+        _OWNED[run.id] = eng
+        run.janitor.callback("docker engine forget", lambda: _OWNED.pop(run.id, None))
+        return eng
+
+
+def _start(run: Run, *, timeout: float) -> DockerEngine:
     dockerd = binaries.require("dockerd")
     binaries.require("docker")
+    runtime = runtime_path()
     # dockerd's exec root holds containerd's sockets: keep it short whatever the run dir is
     # (unix socket paths must stay under 108 bytes).
     short = Path(f"/tmp/rcvd-{run.id}")
-    short.mkdir(mode=0o700, exist_ok=True)
     run.janitor.path(short)
+    short.mkdir(mode=0o700, exist_ok=True)
+    cgroup_parent = f"rcv-{run.id}"
+    from harness.janitor import cgroup_mounts
+
+    for mount in cgroup_mounts():  # before any container exists, in every hierarchy
+        run.janitor.cgroup(mount / cgroup_parent)
     sock = short / "docker.sock"
     host = f"unix://{sock}"
     argv = [
@@ -86,14 +165,105 @@ def engine(run: Run, *, timeout: float = 30.0) -> DockerEngine:
         "--iptables=false",
         "--ip6tables=false",
         "--ip-masq=false",
+        "--userland-proxy=true",
+        f"--add-runtime={RUNTIME}={runtime}",
+        f"--default-runtime={RUNTIME}",
+        f"--cgroup-parent={cgroup_parent}",
         f"--host={host}",
         f"--data-root={run.path('docker', mkdir=True)}",
         f"--exec-root={short / 'x'}",
         f"--pidfile={short / 'docker.pid'}",
-        "--userland-proxy=false",
     ]
     proc = ManagedProcess(run, "dockerd", argv).start()
     proc.wait_ready(lambda: sock.exists() and _answers(host), timeout=timeout, what="API answering")
-    if not proc.alive():  # pragma: no cover - wait_ready already raised
-        raise ProviderFailed("dockerd exited")
-    return DockerEngine(host, owned=True, proc=proc)
+    return DockerEngine(host, owned=True, proc=proc, cgroup_parent=cgroup_parent)
+
+
+# -- per-run bridge network ---------------------------------------------------------------
+
+#: Node subnets are /24s carved from here (kind's own pods use 10.244/16, services 10.96/12,
+#: both inside the nodes' network namespaces).
+NODE_POOL = ipaddress.ip_network("172.30.0.0/16")
+
+
+def _host_routes() -> list[ipaddress.IPv4Network]:
+    try:
+        out = subprocess.run(
+            ["ip", "-4", "route", "show"], capture_output=True, text=True, timeout=5, check=False
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    nets = []
+    for line in out.splitlines():
+        first = line.split()[0] if line.split() else ""
+        if first == "default":
+            continue
+        try:
+            nets.append(ipaddress.ip_network(first, strict=False))
+        except ValueError:
+            continue
+    return nets
+
+
+def pick_subnet(run_id: str, taken: list[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
+    """A /24 of :data:`NODE_POOL` not overlapping ``taken``, starting at a hash of the run id.
+
+    Why not docker's IPAM: every run has its own dockerd, and each would hand out the same
+    first pool; two runs' bridges would then fight over one route on the host.
+    """
+    subnets = list(NODE_POOL.subnets(new_prefix=24))
+    start = int(hashlib.sha256(run_id.encode()).hexdigest(), 16) % len(subnets)
+    for i in range(len(subnets)):
+        cand = subnets[(start + i) % len(subnets)]
+        if not any(cand.overlaps(t) for t in taken):
+            return cand
+    raise ReconvergeError(
+        f"no free /24 in {NODE_POOL} for a kind network (host routes cover it)",
+        fix="reconverge janitor --sweep (dead runs' bridges hold subnets)",
+    )
+
+
+@dataclass(frozen=True)
+class Network:
+    """A user-defined bridge network owned by a run."""
+
+    name: str
+    bridge: str  # the host interface, <= 15 characters
+    subnet: str
+    gateway: str
+
+
+def network(run: Run, eng: DockerEngine) -> Network:
+    """Create this run's bridge network (registered with the janitor before it exists).
+
+    Raises:
+        ProviderFailed: docker refused to create it (its message included).
+    """
+    name = f"rcv-{run.id}"
+    bridge = f"rcvb{run.id[1:]}"[:15]
+    subnet = pick_subnet(run.id, _host_routes())
+    gateway = str(next(subnet.hosts()))
+    run.janitor.docker_network(name, bridge=bridge, docker_host=eng.host)
+    out = eng.docker(
+        "network",
+        "create",
+        "--driver=bridge",
+        f"--subnet={subnet}",
+        f"--gateway={gateway}",
+        "-o",
+        f"com.docker.network.bridge.name={bridge}",
+        "-o",
+        "com.docker.network.bridge.enable_ip_masquerade=false",
+        "-o",
+        "com.docker.network.bridge.host_binding_ipv4=127.0.0.1",
+        "--label",
+        f"reconverge.run={run.id}",
+        name,
+        timeout=30,
+    )
+    if out.returncode != 0:
+        raise ProviderFailed(
+            f"docker network create {name} failed: {out.stderr.decode(errors='replace').strip()}"
+        )
+    journal.emit("docker", "network_created", name=name, bridge=bridge, subnet=str(subnet))
+    return Network(name, bridge, str(subnet), gateway)
