@@ -6,8 +6,19 @@ once and kept under ``$RECONVERGE_CACHE/bin/<component>/<version>-go<gover>-<arc
 ``manifest.json``. A cache hit never runs ``go``; nothing built lives in the repository.
 """
 
-from harness.build.cache import cached, locate, manifest
+from harness.build.cache import binaries_dir, cached, locate, manifest
+from harness.build.components import DEFAULT_SET, DEFAULTS, KUBERNETES_BINARIES
 from harness.build.main import main
-from harness.build.recipes import DEFAULT_SET, DEFAULTS, ensure
+from harness.build.recipes import ensure
 
-__all__ = ["DEFAULTS", "DEFAULT_SET", "cached", "ensure", "locate", "main", "manifest"]
+__all__ = [
+    "DEFAULTS",
+    "DEFAULT_SET",
+    "KUBERNETES_BINARIES",
+    "binaries_dir",
+    "cached",
+    "ensure",
+    "locate",
+    "main",
+    "manifest",
+]

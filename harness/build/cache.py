@@ -43,7 +43,7 @@ def _entries(component: str, version: str | None) -> list[Path]:
 def manifest(component: str, version: str | None = None) -> dict[str, Any] | None:
     """The newest manifest for ``component`` (at ``version``, or its default version)."""
     if version is None:
-        from harness.build.recipes import DEFAULTS
+        from harness.build.components import DEFAULTS
 
         version = DEFAULTS.get(component)
     for d in _entries(component, version):
@@ -56,13 +56,43 @@ def manifest(component: str, version: str | None = None) -> dict[str, Any] | Non
     return None
 
 
-def locate(component: str, version: str | None = None) -> Path | None:
-    """Path of the component's main binary in the cache, or None."""
+def _owner(component: str, version: str | None) -> tuple[dict[str, Any], str] | None:
+    """(manifest, binary name) that provides ``component``: its own entry, else its bundle's."""
     m = manifest(component, version)
-    if not m:
+    if m:
+        return m, m["main"]
+    from harness.build.components import BUNDLED, DEFAULTS
+
+    bundle = BUNDLED.get(component)
+    if bundle is None:
         return None
-    main = Path(m["dir"]) / m["main"]
-    return main if main.is_file() else None
+    m = manifest(bundle, version or DEFAULTS.get(component))
+    if m and component in (m.get("binaries") or {}):
+        return m, component
+    return None
+
+
+def locate(component: str, version: str | None = None) -> Path | None:
+    """Path of the component's main binary in the cache, or None.
+
+    A bundle member (``kube-apiserver``) is found in its own older entry or in the bundle
+    (``kubernetes``) at the same version.
+    """
+    found = _owner(component, version)
+    if found is None:
+        return None
+    path = Path(found[0]["dir"]) / found[1]
+    return path if path.is_file() else None
+
+
+def binaries_dir(component: str, version: str | None = None) -> Path | None:
+    """The cache entry directory holding ``component``'s binaries, or None.
+
+    For the Kubernetes bundle this is the directory with all seven commands
+    (``binaries_dir("kubernetes") / "kubelet"``); a member's name gives the same directory.
+    """
+    path = locate(component, version)
+    return path.parent if path is not None else None
 
 
 def cached() -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Sequence
 
 from harness.errors import ReconvergeError
@@ -12,7 +13,7 @@ USAGE = "usage: reconverge build ensure [component[@version] ...] | list"
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit 0 on success; 2 with one line on stderr on any failure."""
-    from harness.build import cache, recipes
+    from harness.build import cache, components, progress, recipes
 
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] not in ("ensure", "list"):
@@ -26,10 +27,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{m.get('build_seconds', '?')} s  {m['dir']}"
                 )
             return 0
-        specs = args[1:] or list(recipes.DEFAULT_SET)
-        for spec in specs:
-            component, version = recipes.parse_spec(spec)
-            recipes.ensure(component, version, log=lambda s: print(f"build: {s}", flush=True))
+        specs = args[1:] or list(components.DEFAULT_SET)
+        parsed = [recipes.parse_spec(spec) for spec in specs]  # all names checked up front
+        t0 = time.monotonic()
+        for k, (component, version) in enumerate(parsed, 1):
+            recipes.ensure(
+                component,
+                version,
+                log=lambda s: print(f"build: {s}", flush=True),
+                step=(k, len(parsed)),
+            )
+        total = progress.fmt_seconds(time.monotonic() - t0)
+        print(f"build: {len(parsed)} components ready in {total}", flush=True)
         return 0
     except ReconvergeError as exc:
         print(exc.one_line(), file=sys.stderr)

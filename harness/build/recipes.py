@@ -25,27 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.build import cache
+from harness.build import cache, pause, progress
+from harness.build.components import BUNDLED, DEFAULTS, KUBERNETES_BINARIES
 from harness.errors import ReconvergeError
-
-DEFAULTS: dict[str, str] = {
-    "toxiproxy": "v2.12.0",
-    "etcd": "v3.6.16",
-    "kube-apiserver": "v1.34.4",
-    "kube-controller-manager": "v1.34.4",
-    "containerd": "v2.1.5",
-    "kind": "v0.32.0",
-    "kwok": "v0.8.0",
-}
-
-# What ci/bootstrap builds when asked for "the defaults".
-DEFAULT_SET: tuple[str, ...] = (
-    "toxiproxy",
-    "etcd",
-    "kube-apiserver",
-    "containerd@v2.1.4",
-    "containerd@v2.1.5",
-)
 
 
 class BuildFailed(ReconvergeError):
@@ -64,29 +46,51 @@ class Context:
     env: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
+    compiled: int = 0  # packages ``go build -v`` has named so far (read by the heartbeat)
+
     def go(self, *args: str, cwd: Path) -> str:
-        """Run ``nice go <args>``; output goes to the log; failure raises one line."""
+        """Run ``nice go <args>``; output goes to the log; failure raises one line.
+
+        Output is read line by line (not ``subprocess.run``) so the log fills as ``go``
+        works and :attr:`compiled` counts ``-v`` package lines for the heartbeat thread.
+        """
         cmd = ["nice", "-n", "10", "go", *args]
+        counting = args[0] in ("build", "install") and "-v" in args
+        lines: list[str] = []
         with open(self.log, "a") as log:
             log.write(f"$ (cd {cwd}) {' '.join(cmd)}\n")
             log.flush()
-            proc = subprocess.run(
+            proc = subprocess.Popen(
                 cmd,
                 cwd=cwd,
                 env=self.env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
-                check=False,
             )
-            log.write(proc.stdout)
-        if proc.returncode != 0:
-            lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
-            last = lines[-1].strip() if lines else f"exit {proc.returncode}"
+            try:
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    log.write(line)
+                    lines.append(line)
+                    if counting and _PKG_LINE.match(line):
+                        self.compiled += 1
+                returncode = proc.wait()
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+        if returncode != 0:
+            text = [ln for ln in lines if ln.strip()]
+            last = text[-1].strip() if text else f"exit {returncode}"
             raise BuildFailed(
                 f"cannot build {self.component}@{self.version}: {last} (log: {self.log})"
             )
-        return proc.stdout
+        return "".join(lines)
+
+
+# what ``go build -v`` prints per package: an import path alone on its line
+_PKG_LINE = re.compile(r"^[\w.\-]+(/[\w.\-~+]+)*\n?$")
 
 
 def _go_env() -> dict[str, str]:
@@ -183,40 +187,51 @@ def _toxiproxy(ctx: Context) -> None:
 def _etcd(ctx: Context) -> None:
     mod = "go.etcd.io/etcd/server/v3"
     src = _wrapper(ctx, "etcd", mod, ctx.version, [], [mod])
-    ctx.go("build", "-trimpath", "-ldflags=-s -w", "-o", str(ctx.out / "etcd"), mod, cwd=src)
+    out = str(ctx.out / "etcd")
+    ctx.go("build", "-v", "-trimpath", "-ldflags=-s -w", "-o", out, mod, cwd=src)
 
 
-def _kube(binary: str) -> Callable[[Context], None]:
-    def build(ctx: Context) -> None:
-        gomod = _gomod_of(ctx, "k8s.io/kubernetes", ctx.version)
-        lines = carried_directives(gomod) + staging_replaces(gomod, ctx.version)
-        pkg = f"k8s.io/kubernetes/cmd/{binary}"
-        src = _wrapper(ctx, "kubebin", "k8s.io/kubernetes", ctx.version, lines, [pkg])
-        major, minor = ctx.version.removeprefix("v").split(".")[:2]
-        date = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        pairs: dict[str, str] = {}
-        for p in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
-            pairs.update(
-                {
-                    f"{p}.gitVersion": ctx.version,
-                    f"{p}.gitMajor": major,
-                    f"{p}.gitMinor": minor,
-                    f"{p}.gitTreeState": "clean",
-                    f"{p}.buildDate": date,
-                }
-            )
-        ctx.go(
-            "build",
-            "-trimpath",
-            f"-ldflags={ldflags(pairs)}",
-            "-o",
-            str(ctx.out / binary),
-            pkg,
-            cwd=src,
+def kube_version_ldflags(version: str, build_date: str) -> dict[str, str]:
+    """The ``-X`` pairs Kubernetes' own hack/lib/version.sh sets, for both version packages.
+
+    Without them every binary reports ``v0.0.0-master`` and kubeadm's version-skew logic
+    falls back to a placeholder (docs: kind-node-contract §8).
+    """
+    major, minor = version.removeprefix("v").split(".")[:2]
+    pairs: dict[str, str] = {}
+    for p in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        pairs.update(
+            {
+                f"{p}.gitVersion": version,
+                f"{p}.gitMajor": major,
+                f"{p}.gitMinor": minor,
+                f"{p}.gitTreeState": "clean",
+                f"{p}.buildDate": build_date,
+            }
         )
-        ctx.extra["staging_replaces"] = len(lines)
+    return pairs
 
-    return build
+
+def build_many_args(out: Path, pkgs: list[str], flags: str) -> list[str]:
+    """``go build`` arguments that build every package in ONE invocation into ``out/``.
+
+    One invocation shares the package graph (compiled once, linked per command) and lets
+    ``-p`` interleave the links; ``-o dir/`` (trailing slash) names each binary after its
+    package's last element.
+    """
+    return ["build", "-v", "-trimpath", f"-ldflags={flags}", "-o", f"{out}/", *pkgs]
+
+
+def _kubernetes(ctx: Context) -> None:
+    gomod = _gomod_of(ctx, "k8s.io/kubernetes", ctx.version)
+    lines = carried_directives(gomod) + staging_replaces(gomod, ctx.version)
+    pkgs = [f"k8s.io/kubernetes/cmd/{b}" for b in KUBERNETES_BINARIES]
+    src = _wrapper(ctx, "kubernetes", "k8s.io/kubernetes", ctx.version, lines, pkgs)
+    date = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    flags = ldflags(kube_version_ldflags(ctx.version, date))
+    ctx.go(*build_many_args(ctx.out, pkgs, flags), cwd=src)
+    ctx.extra["staging_replaces"] = len(lines)
+    ctx.extra["build_date"] = date
 
 
 def _containerd(ctx: Context) -> None:
@@ -228,6 +243,7 @@ def _containerd(ctx: Context) -> None:
     for pkg in cmds:
         ctx.go(
             "build",
+            "-v",
             "-trimpath",
             "-tags=no_btrfs",
             f"-ldflags={flags}",
@@ -238,12 +254,43 @@ def _containerd(ctx: Context) -> None:
         )
 
 
+def _coredns(ctx: Context) -> None:
+    """coredns has no replace/exclude directives, so ``go install mod@version`` works.
+
+    Its generated plugin tables (core/plugin/zplugin.go) are in the module zip, so no
+    ``go generate`` step; GitCommit (shown by ``-version``) names the tag instead of a sha.
+    """
+    flags = ldflags({"github.com/coredns/coredns/coremain.GitCommit": ctx.version})
+    saved = ctx.env
+    ctx.env = dict(ctx.env, GOBIN=str(ctx.out))
+    try:
+        ctx.go(
+            "install",
+            "-v",
+            "-trimpath",
+            f"-ldflags={flags}",
+            f"github.com/coredns/coredns@{ctx.version}",
+            cwd=ctx.out,
+        )
+    finally:
+        ctx.env = saved
+
+
+def _pause(ctx: Context) -> None:
+    """Our own pause (harness/build/pause.py): a local module, no proxy access at all."""
+    src = cache.root() / "src" / f"pause-{ctx.version}"
+    src.mkdir(parents=True, exist_ok=True)
+    (src / "go.mod").write_text(pause.GO_MOD)
+    (src / "main.go").write_text(pause.SOURCE)
+    ctx.go("build", "-v", "-trimpath", "-ldflags=-s -w", "-o", str(ctx.out / "pause"), ".", cwd=src)
+
+
 def _plain_install(pkg: str, binary: str) -> Callable[[Context], None]:
     def build(ctx: Context) -> None:
         saved = ctx.env
         ctx.env = dict(ctx.env, GOBIN=str(ctx.out))
         try:
-            ctx.go("install", "-trimpath", f"{pkg}@{ctx.version}", cwd=ctx.out)
+            ctx.go("install", "-v", "-trimpath", f"{pkg}@{ctx.version}", cwd=ctx.out)
         finally:
             ctx.env = saved
         if not (ctx.out / binary).exists():
@@ -263,35 +310,53 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     "toxiproxy": Recipe(("toxiproxy-server", "toxiproxy-cli"), _toxiproxy),
     "etcd": Recipe(("etcd",), _etcd),
-    "kube-apiserver": Recipe(("kube-apiserver",), _kube("kube-apiserver")),
-    "kube-controller-manager": Recipe(
-        ("kube-controller-manager",), _kube("kube-controller-manager")
-    ),
+    "kubernetes": Recipe(KUBERNETES_BINARIES, _kubernetes),
     "containerd": Recipe(("containerd", "ctr", "containerd-shim-runc-v2"), _containerd),
+    "coredns": Recipe(("coredns",), _coredns),
+    "pause": Recipe(("pause",), _pause),
     "kind": Recipe(("kind",), _plain_install("sigs.k8s.io/kind", "kind")),
     "kwok": Recipe(("kwok",), _plain_install("sigs.k8s.io/kwok/cmd/kwok", "kwok")),
 }
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
-    """``containerd@v2.1.5`` -> (component, version); the default version when omitted."""
+    """``containerd@v2.1.5`` -> (component, version); the default version when omitted.
+
+    A bundle member (``kube-apiserver``) is a valid component: it is built by its bundle.
+    """
     component, _, version = spec.partition("@")
-    if component not in RECIPES:
-        raise ReconvergeError(
-            f"unknown component {component!r}; known: {', '.join(sorted(RECIPES))}"
-        )
+    if component not in RECIPES and component not in BUNDLED:
+        known = sorted({*RECIPES, *BUNDLED})
+        raise ReconvergeError(f"unknown component {component!r}; known: {', '.join(known)}")
     return component, version or DEFAULTS[component]
 
 
 def ensure(
-    component: str, version: str | None = None, *, log: Callable[[str], None] = print
+    component: str,
+    version: str | None = None,
+    *,
+    log: Callable[[str], None] = print,
+    step: tuple[int, int] = (1, 1),
 ) -> Path:
-    """The cached binary, building it first when it is missing.
+    """The cached main binary, building it first when it is missing.
+
+    A bundle member (``kube-apiserver``, ``kubelet``, …) is answered by a stand-alone entry
+    when an older cache has one, else by its bundle (``kubernetes``), built if needed: the
+    member path is ``<bundle entry>/<member>``. ``ensure("kubernetes")`` returns the
+    bundle's kube-apiserver; use :func:`harness.build.cache.binaries_dir` for the others.
+    ``step`` is (k, N) of the caller's list, shown in the heartbeat line.
 
     Raises:
         BuildFailed: ``go`` failed (one line; the full output is in the named log file).
     """
     version = version or DEFAULTS[component]
+    if component in BUNDLED and component not in RECIPES:
+        hit = cache.locate(component, version)
+        if hit is not None:
+            log(f"{component} {version}: cached ({hit.parent})")
+            return hit
+        bundle = BUNDLED[component]
+        return ensure(bundle, version, log=log, step=step).parent / component
     hit = cache.locate(component, version)
     if hit is not None:
         log(f"{component} {version}: cached ({hit.parent})")
@@ -313,24 +378,38 @@ def ensure(
             component, version, tmp, logs / f"{component}-{version}.log", go_version, env=_go_env()
         )
         ctx.log.write_text("")
-        log(f"{component} {version}: building with {go_version} (log {ctx.log})")
+        last = progress.last_seconds(component, version)
+        hint = f", last build took {progress.fmt_seconds(last)}" if last is not None else ""
+        log(f"{component} {version}: building with {go_version}{hint} (log {ctx.log})")
+        beat = progress.Heartbeat(
+            f"{component} {version}",
+            step=step,
+            last=last,
+            detail=lambda: f"{ctx.compiled} packages compiled" if ctx.compiled else "",
+        )
         t0 = time.monotonic()
         try:
-            recipe.build(ctx)
+            with beat:
+                recipe.build(ctx)
             seconds = round(time.monotonic() - t0, 1)
+            missing = [b for b in recipe.binaries if not (tmp / b).is_file()]
+            if missing:
+                raise BuildFailed(
+                    f"cannot build {component}@{version}: no {', '.join(missing)} "
+                    f"after go finished (log: {ctx.log})"
+                )
             m = {
                 "component": component,
                 "version": version,
                 "go": go_version,
                 "arch": cache.arch(),
                 "main": recipe.binaries[0],
-                "binaries": {b: str(final / b) for b in recipe.binaries if (tmp / b).exists()},
+                "binaries": {b: str(final / b) for b in recipe.binaries},
                 "sha256": {
-                    b: hashlib.sha256((tmp / b).read_bytes()).hexdigest()
-                    for b in recipe.binaries
-                    if (tmp / b).exists()
+                    b: hashlib.sha256((tmp / b).read_bytes()).hexdigest() for b in recipe.binaries
                 },
                 "build_seconds": seconds,
+                "packages_compiled": ctx.compiled,
                 "built_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                 **ctx.extra,
             }
@@ -341,5 +420,6 @@ def ensure(
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-    log(f"built {component} {version} in {seconds:.0f} s")
+    progress.record(component, version, seconds)
+    log(f"built {component} {version} in {progress.fmt_seconds(seconds)}")
     return final / recipe.binaries[0]
