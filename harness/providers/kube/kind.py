@@ -1,20 +1,31 @@
-"""The ``kind`` provider: a throw-away kind cluster, where Docker and a node image exist.
+"""The ``kind`` provider: a throw-away kind cluster on the run's own dockerd, fully offline.
 
-Why it only works with a node image already present: ``kind create cluster`` pulls
-``kindest/node`` otherwise, and building one offline is a multi-day project (§4 of
-``kubernetes-path.md``). So availability checks ``kind`` (``go install``ed:
-``~/go/bin/kind`` or PATH), ``docker`` with a reachable daemon, and the pinned node image in
-the local image store — and says ``unavailable: no node image`` instead of trying to pull.
+Why it works offline: the node image is ours (``reconverge build kind-node``,
+:mod:`harness.kind`), loaded into the run's dockerd before ``kind create cluster --image``
+(kind pulls only when ``docker inspect`` misses). Why the run's own dockerd
+(:mod:`harness.providers.docker`): it has the capability-dropping runtime kind's
+``--privileged`` needs on this machine, and the janitor owns everything on it.
 
-The API server is published on a pinned loopback port (``networking.apiServerAddress:
-127.0.0.1``, ``apiServerPort``), and kubeadm puts ``127.0.0.1`` into the certificate SANs,
-so a toxiproxy listener on another loopback port verifies like the direct address. The node
-container is registered with the janitor before it exists, so a SIGKILLed run's sweep
-removes it.
+What ``start`` does, each step bounded and named in the error when it fails:
+
+1. load the node image, create the run's bridge network (``KIND_EXPERIMENTAL_DOCKER_NETWORK``);
+2. register the node containers and the kubeconfig with the janitor, *then* create them;
+3. ``kind create cluster`` with the API server on a pinned free ``127.0.0.1`` port (kubeadm
+   puts 127.0.0.1 in the certificate's SANs, so a toxiproxy listener on another loopback
+   port verifies like the direct address), ``disableDefaultCNI`` (the node image writes a
+   bridge/host-local conflist per node) and ``kubeProxyMode: none`` (no suite uses
+   Services; see ``fixtures/kind/kubeadm-patches.yaml``);
+4. wait for every node ``Ready``, create RuntimeClass ``reconverge-stub`` (CRI handler
+   ``reconverge-stub`` → ``io.containerd.stub.v2`` in the node's containerd) and wait for a
+   smoke pod on it to be ``Running``.
+
+On failure the nodes' logs (kind's output with kubeadm's, the kubelet and containerd
+journals, systemd's boot log) land in ``<run>/logs/kind/``, which failure bundles copy.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -25,22 +36,43 @@ from typing import Any
 import yaml
 
 from harness import journal
-from harness.errors import ProviderFailed
+from harness.errors import ProviderFailed, ReconvergeError, TooSlow
+from harness.kind import node_image
+from harness.providers import docker
 from harness.providers.kube import kubeconfig
-from harness.providers.kube.base import Availability, Cluster, Provider
-from harness.providers.process import free_port
+from harness.providers.kube.api import PODS, ApiException, Resource
+from harness.providers.kube.base import COMPACT, RESTART, Availability, Cluster, Provider
+from harness.providers.process import ensure_port_free, free_port
 from harness.run import Run
+from harness.wait import wait_for
 
-#: The node image kind v0.32.0 defaults to; override with RECONVERGE_KIND_IMAGE.
-DEFAULT_IMAGE = "kindest/node:v1.36.1"
-CREATE_TIMEOUT = 300.0
+KIND_VERSION = "v0.33.0"
+RUNTIME_CLASS = "reconverge-stub"
+STUB_HANDLER = "reconverge-stub"
+POD_IMAGE = "reconverge.local/busybox:1"
+FIXTURES = Path(__file__).resolve().parents[3] / "fixtures" / "kind"
+#: 2 shared cores: kubeadm init alone has taken minutes when Go builds run beside it.
+CREATE_TIMEOUT = 900.0
+READY_TIMEOUT = 240.0
+POD_TIMEOUT = 180.0
+BUILD_FIX = "reconverge build kind-node"
+NODES = Resource("Node", "", "v1", "nodes", namespaced=False)
+RUNTIME_CLASSES = Resource("RuntimeClass", "node.k8s.io", "v1", "runtimeclasses", namespaced=False)
 
 
 def locate_kind() -> Path | None:
-    """``kind`` from $RECONVERGE_KIND_BIN, ``~/go/bin`` (go install) or PATH."""
+    """``kind``: $RECONVERGE_KIND_BIN, the build cache (v0.33.0), ``~/go/bin`` or PATH."""
     env = os.environ.get("RECONVERGE_KIND_BIN")
     if env:
         return Path(env) if Path(env).exists() else None
+    try:
+        from harness import build
+
+        found = build.locate("kind", KIND_VERSION)
+        if found is not None:
+            return Path(found)
+    except Exception:
+        pass
     gobin = Path(os.environ.get("GOBIN") or Path.home() / "go" / "bin") / "kind"
     if gobin.exists():
         return gobin
@@ -48,136 +80,533 @@ def locate_kind() -> Path | None:
     return Path(w) if w else None
 
 
-def node_image() -> str:
-    return os.environ.get("RECONVERGE_KIND_IMAGE", DEFAULT_IMAGE)
+def kind_version(kind: Path) -> str:
+    try:
+        out = subprocess.run(
+            [str(kind), "version"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "-"
+    return (out.stdout or out.stderr).strip() or "-"
 
 
-def _docker(*args: str, timeout: float = 10.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
-
-
-def config_document(api_port: int) -> dict[str, Any]:
-    """The kind cluster config: one node, API server on a pinned loopback port."""
+def config_document(api_port: int, *, nodes: int = 1) -> dict[str, Any]:
+    """The kind cluster config: API server on a pinned loopback port, our CNI, no kube-proxy."""
+    patches = yaml.safe_load((FIXTURES / "kubeadm-patches.yaml").read_text())
     return {
         "kind": "Cluster",
         "apiVersion": "kind.x-k8s.io/v1alpha4",
-        "networking": {"apiServerAddress": "127.0.0.1", "apiServerPort": api_port},
-        "nodes": [{"role": "control-plane"}],
+        "networking": {
+            "apiServerAddress": "127.0.0.1",
+            "apiServerPort": api_port,
+            "disableDefaultCNI": True,
+            "kubeProxyMode": "none",
+            "podSubnet": "10.244.0.0/16",
+        },
+        "kubeadmConfigPatches": patches,
+        "nodes": [{"role": "control-plane"}] + [{"role": "worker"}] * (nodes - 1),
+    }
+
+
+def node_names(cluster: str, nodes: int) -> list[str]:
+    """kind's container names: ``<c>-control-plane``, ``<c>-worker``, ``<c>-worker2``…"""
+    workers = [f"{cluster}-worker" + (str(i) if i > 1 else "") for i in range(1, nodes)]
+    return [f"{cluster}-control-plane", *workers]
+
+
+def smoke_pod(name: str) -> dict[str, Any]:
+    """A pod on the stub runtime: the stub runs ``sleep`` as a real process in the node."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "reconverge"}},
+        "spec": {
+            "runtimeClassName": RUNTIME_CLASS,
+            "terminationGracePeriodSeconds": 0,
+            "automountServiceAccountToken": False,
+            "containers": [{"name": "main", "image": POD_IMAGE, "imagePullPolicy": "Never"}],
+        },
     }
 
 
 class KindProvider(Provider):
-    """Create and delete a kind cluster per run."""
+    """Create and delete a kind cluster per run, on the run's own dockerd."""
 
     name = "kind"
 
     def availability(self) -> Availability:
         if locate_kind() is None:
             return Availability(
-                False, "unavailable: kind not installed (go install sigs.k8s.io/kind@v0.32.0)"
+                False,
+                f"unavailable: kind not installed (reconverge build ensure kind@{KIND_VERSION})",
             )
-        if shutil.which("docker") is None:
-            return Availability(False, "unavailable: docker CLI missing")
+        for tool in ("docker", "dockerd"):
+            if shutil.which(tool) is None:
+                return Availability(False, f"unavailable: {tool} missing (./ci/bootstrap)")
         try:
-            info = _docker("info", "--format", "{{.ServerVersion}}", timeout=5)
-        except (OSError, subprocess.TimeoutExpired):
-            return Availability(False, "unavailable: docker daemon not reachable")
-        if info.returncode != 0:
-            return Availability(False, "unavailable: docker daemon not reachable")
-        image = _docker("image", "inspect", node_image(), timeout=5)
-        if image.returncode != 0:
-            return Availability(False, f"unavailable: no node image ({node_image()})")
+            docker.runtime_path()
+        except ReconvergeError as exc:
+            return Availability(False, f"unavailable: {exc.message}")
+        if node_image.cached() is None:
+            why = node_image.missing() or "not built"
+            return Availability(False, f"unavailable: no node image ({why}; {BUILD_FIX})")
         return Availability(True)
 
     def rows(self) -> list[dict[str, str]]:
         kind = locate_kind()
         a = self.availability()
-        version = "-"
-        if kind is not None:
-            try:
-                out = subprocess.run(
-                    [str(kind), "version"], capture_output=True, text=True, timeout=5, check=False
-                )
-                version = (out.stdout or out.stderr).strip() or "-"
-            except (OSError, subprocess.TimeoutExpired):
-                pass
-        return [
+        rows = [
             {
                 "component": "kind",
-                "status": "ok" if a else "optional",
-                "version": version,
+                "status": "ok" if kind else "optional",
+                "version": kind_version(kind) if kind else "-",
                 "path": str(kind) if kind else "-",
                 "backend": "kind" if a else f"kind ({a.reason})",
             }
         ]
+        bins = node_image.bundle_dir()
+        for b in ("kubelet", "kubeadm"):
+            rows.append(
+                {
+                    "component": b,
+                    "status": "ok" if bins else "optional",
+                    "version": node_image.layers.KUBERNETES_VERSION if bins else "-",
+                    "path": str(bins / b) if bins else "-",
+                    "backend": "kind node"
+                    if bins
+                    else "kind node (reconverge build ensure kubernetes)",
+                }
+            )
+        image = node_image.cached()
+        rows.append(
+            {
+                "component": "kind node image",
+                "status": "ok" if image else "optional",
+                "version": image.tag if image else "-",
+                "path": str(image.trees[-1].parent) if image else "-",
+                "backend": "kind" if image else f"not built ({node_image.missing() or BUILD_FIX})",
+            }
+        )
+        return rows
 
     def start(self, run: Run, **options: Any) -> KindCluster:
         a = self.availability()
         if not a:
-            raise ProviderFailed(f"kind {a.reason}")
-        kind = locate_kind()
-        assert kind is not None
-        name = f"rcv-{run.id}"
-        api_port = int(options.get("api_port") or free_port())
-        workdir = run.path("kube", mkdir=True)
-        cfg = workdir / "kind.yaml"
-        cfg.write_text(yaml.safe_dump(config_document(api_port), sort_keys=False))
-        kc = workdir / "kubeconfig"
-        # registered before it exists, so a sweep of a killed run deletes the node
-        run.janitor.container(f"{name}-control-plane")
-        t0 = time.monotonic()
-        journal.emit("kube", "kind_create", cluster=name, api_port=api_port, image=node_image())
-        out = subprocess.run(
-            [
-                str(kind),
-                "create",
-                "cluster",
-                "--name",
-                name,
-                "--image",
-                node_image(),
-                "--config",
-                str(cfg),
-                "--kubeconfig",
-                str(kc),
-                "--wait",
-                "60s",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=CREATE_TIMEOUT,
-            check=False,
-            env=run.child_env(),
-        )
-        if out.returncode != 0:
-            raise ProviderFailed(f"kind create cluster failed: {out.stderr.strip()[-800:]}")
-        creds = kubeconfig.load(kc, workdir=workdir / "creds")
-        cluster = KindCluster(backend="kind", creds=creds, kubeconfig=kc)
-        cluster.kind = kind
-        cluster.name = name
-        cluster.bring_up_seconds = time.monotonic() - t0
-        cluster.versions = {"kind": str(kind), "node image": node_image()}
-        run.janitor.callback(f"kind delete {name}", cluster.stop)
-        journal.emit("kube", "kind_ready", **cluster.describe())
+            raise ProviderFailed(f"kind {a.reason}", fix=BUILD_FIX)
+        cluster = KindCluster.create(run, **options)
         return cluster
 
 
 class KindCluster(Cluster):
-    """A kind cluster owned by the run; :meth:`stop` deletes it."""
+    """A kind cluster owned by the run; :meth:`stop` deletes it.
 
-    kind: Path | None = None
-    name: str = ""
+    For suites: ``nodes`` (container names, control plane first), :meth:`exec` (a command
+    in a node), :meth:`node_shims` (the stub's registry entries in a node),
+    :meth:`node_tasks` (containerd's tasks in a node's ``k8s.io`` namespace),
+    :meth:`node_processes` (pid and argv of every process in a node),
+    :meth:`restart_apiserver`, :meth:`compact`, ``engine`` (the run's dockerd).
+    """
+
+    def __init__(self, run: Run, name: str, kind: Path, eng: docker.DockerEngine) -> None:
+        workdir = run.path("kube", mkdir=True)
+        super().__init__(
+            backend="kind",
+            creds=kubeconfig.Credentials(server="https://127.0.0.1:0"),
+            kubeconfig=workdir / "kubeconfig",
+            capabilities=frozenset({RESTART, COMPACT}),
+        )
+        self.run = run
+        self.name = name
+        self.kind = kind
+        self.engine = eng
+        self.workdir = workdir
+        self.nodes: list[str] = []
+        self.api_port = 0
+        self.network: docker.Network | None = None
+        self.timings: dict[str, float] = {}
+
+    # -- bring-up -------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        run: Run,
+        *,
+        nodes: int = 1,
+        api_port: int | None = None,
+        smoke: bool = True,
+        timeout: float = CREATE_TIMEOUT,
+        **_ignored: Any,
+    ) -> KindCluster:
+        """Everything in the module docstring, in order; returns once a stub pod ran."""
+        if nodes < 1:
+            raise ReconvergeError(f"a kind cluster needs at least one node, not {nodes}")
+        image = node_image.cached()
+        if image is None:
+            raise ProviderFailed("kind: no node image", fix=BUILD_FIX)
+        kind = locate_kind()
+        assert kind is not None
+        t0 = time.monotonic()
+        eng = docker.engine(run, private=True)
+        self = cls(run, f"rcv-{run.id}", kind, eng)
+        self.versions = {"kind": kind_version(kind), "node image": image.tag, **image.versions}
+        self.timings["dockerd"] = time.monotonic() - t0
+        self.timings["image_load"] = node_image.load(image, eng.env())
+        self.network = docker.network(run, eng)
+        self.api_port = int(api_port or free_port())
+        ensure_port_free(self.api_port, what="kind API server")
+        self.nodes = node_names(self.name, nodes)
+        for node in self.nodes:  # registered before they exist: a SIGKILL sweep removes them
+            run.janitor.container(node, docker_host=eng.host, private=True)
+        run.janitor.path(self.kubeconfig)
+        run.janitor.callback(f"kind delete {self.name}", self.stop)
+        cfg = self.workdir / "kind.yaml"
+        cfg.write_text(yaml.safe_dump(config_document(self.api_port, nodes=nodes), sort_keys=False))
+        journal.emit("kube", "kind_create", cluster=self.name, api_port=self.api_port, nodes=nodes)
+        t1 = time.monotonic()
+        self._kind_create(cfg, image.tag, timeout=timeout)
+        self.timings["kind_create"] = time.monotonic() - t1
+        try:
+            self.creds = kubeconfig.load(self.kubeconfig, workdir=self.workdir / "creds")
+            if nodes > 1:
+                self._route_pod_subnets()
+            t2 = time.monotonic()
+            self._wait_nodes_ready(READY_TIMEOUT)
+            self.timings["nodes_ready"] = time.monotonic() - t2
+            self._runtime_class()
+            if smoke:
+                t3 = time.monotonic()
+                self._smoke(POD_TIMEOUT)
+                self.timings["stub_pod_running"] = time.monotonic() - t3
+        except ReconvergeError as exc:
+            where = self.collect_logs()
+            raise ProviderFailed(f"{exc.message} (node logs: {where})", fix=exc.fix) from None
+        self.bring_up_seconds = time.monotonic() - t0
+        journal.emit(
+            "kube",
+            "kind_ready",
+            **self.describe(),
+            timings={k: round(v, 1) for k, v in self.timings.items()},
+        )
+        return self
+
+    def _kind(self, *args: str, timeout: float, log: Path | None = None) -> int:
+        """Run ``kind`` against our dockerd and network (output to ``log``); exit code."""
+        env = self.run.child_env(
+            {
+                "DOCKER_HOST": self.engine.host,
+                "KIND_EXPERIMENTAL_DOCKER_NETWORK": self.network.name if self.network else "",
+            }
+        )
+        log = log or self.run.path("logs", mkdir=True) / "kind.log"
+        with open(log, "ab") as f:
+            f.write(f"$ kind {' '.join(args)}\n".encode())
+            f.flush()
+            try:
+                return subprocess.run(
+                    [str(self.kind), *args],
+                    stdout=f,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    timeout=timeout,
+                    check=False,
+                ).returncode
+            except subprocess.TimeoutExpired:
+                return -1
+
+    def _kind_create(self, cfg: Path, image: str, *, timeout: float) -> None:
+        log = self.run.path("logs", mkdir=True) / "kind-create.log"
+        code = self._kind(
+            "create",
+            "cluster",
+            "--name",
+            self.name,
+            "--image",
+            image,
+            "--config",
+            str(cfg),
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "--retain",
+            "-v",
+            "1",
+            timeout=timeout,
+            log=log,
+        )
+        if code == 0:
+            return
+        where = self.collect_logs()
+        lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+        cause = next((ln for ln in reversed(lines) if "ERROR" in ln or "failed" in ln), "")
+        what = "timed out" if code == -1 else f"failed (exit {code})"
+        raise ProviderFailed(
+            f"kind create cluster {what}: {cause.strip()[:300]} (logs: {where})",
+            fix="read kubelet.log in the logs directory; reconverge janitor --sweep",
+        )
+
+    def exec(
+        self, node: str, *argv: str, timeout: float = 60.0, input: bytes | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Run ``argv`` in ``node`` (``docker exec --privileged``); never raises on exit code."""
+        return self.engine.docker(
+            "exec", "-i", "--privileged", node, *argv, timeout=timeout, input=input
+        )
+
+    def _check(self, node: str, *argv: str, timeout: float = 60.0) -> str:
+        out = self.exec(node, *argv, timeout=timeout)
+        if out.returncode != 0:
+            raise ProviderFailed(
+                f"{' '.join(argv)} in {node} failed: {out.stderr.decode(errors='replace').strip()}"
+            )
+        return out.stdout.decode(errors="replace")
+
+    def node_ip(self, node: str) -> str:
+        out = self.engine.docker(
+            "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", node
+        )
+        return out.stdout.decode().strip()
+
+    def _route_pod_subnets(self) -> None:
+        """Each node's pod /24 (10.244.<last byte of its IP>) routed via that node's IP.
+
+        Why: the per-node bridge CNI has no overlay; a route per peer is what kindnetd would
+        have added.
+        """
+        ips = {n: self.node_ip(n) for n in self.nodes}
+        for node in self.nodes:
+            for peer, ip in ips.items():
+                if peer != node:
+                    subnet = f"10.244.{ip.rsplit('.', 1)[1]}.0/24"
+                    self._check(node, "ip", "route", "replace", subnet, "via", ip)
+
+    def _wait_nodes_ready(self, timeout: float) -> None:
+        kube = self.truth()
+
+        def ready() -> list[str] | bool:
+            items, _ = kube.list(NODES)
+            states = {
+                n["metadata"]["name"]: next(
+                    (
+                        c.get("status", "?")
+                        for c in n.get("status", {}).get("conditions") or []
+                        if c.get("type") == "Ready"
+                    ),
+                    "?",
+                )
+                for n in items
+            }
+            if len(states) == len(self.nodes) and all(v == "True" for v in states.values()):
+                return True
+            return [f"{k}={v}" for k, v in sorted(states.items())] or ["no nodes"]
+
+        try:
+            wait_for(
+                ready,
+                timeout=timeout,
+                what="kind nodes Ready",
+                interval=1.0,
+                accept=lambda v: v is True,
+            )
+        except TooSlow as exc:
+            raise ProviderFailed(exc.message, fix="see kubelet.log in the logs directory") from None
+
+    def _runtime_class(self) -> None:
+        """RuntimeClass ``reconverge-stub`` → CRI handler ``reconverge-stub`` (idempotent)."""
+        body = {"metadata": {"name": RUNTIME_CLASS}, "handler": STUB_HANDLER}
+        try:
+            self.truth().create(RUNTIME_CLASSES, None, body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise ProviderFailed(
+                    f"creating RuntimeClass {RUNTIME_CLASS}: {exc.reason}"
+                ) from None
+
+    def _smoke(self, timeout: float) -> None:
+        """A pod on the stub runtime must reach Running; then it is deleted again."""
+        kube = self.truth()
+        name = "reconverge-stub-smoke"
+        kube.create(PODS, "default", smoke_pod(name))
+
+        def running() -> str | bool:
+            pod = kube.get(PODS, "default", name) or {}
+            status = pod.get("status", {})
+            if status.get("phase") == "Running":
+                return True
+            waiting = [
+                f"{s['name']}: {s['state']['waiting'].get('reason')}"
+                for s in status.get("containerStatuses") or []
+                if "waiting" in (s.get("state") or {})
+            ]
+            conds = [
+                f"{c.get('type')}={c.get('status')} {c.get('message', '')}".strip()
+                for c in status.get("conditions") or []
+            ]
+            return f"{status.get('phase')} {waiting or conds}"
+
+        try:
+            wait_for(
+                running,
+                timeout=timeout,
+                what=f"pod {name} on RuntimeClass {RUNTIME_CLASS} Running",
+                interval=0.5,
+                accept=lambda v: v is True,
+            )
+        except TooSlow as exc:
+            raise ProviderFailed(
+                exc.message, fix="see containerd.log in the logs directory"
+            ) from None
+        try:
+            kube.delete(PODS, "default", name, grace_seconds=0)
+        except ApiException:
+            pass
+
+    # -- what suites read -----------------------------------------------------------------
+    def node_shims(self, node: str | None = None) -> list[dict[str, Any]]:
+        """The stub's registry entries in a node (``/run/reconverge-shim/*.json``)."""
+        script = (
+            "import glob,json,sys\n"
+            "paths=sorted(glob.glob('/run/reconverge-shim/*.json'))\n"
+            "json.dump([json.load(open(p)) for p in paths],sys.stdout)\n"
+        )
+        out = self.exec(node or self.nodes[0], "python3", "-c", script)
+        return json.loads(out.stdout or b"[]") if out.returncode == 0 else []
+
+    def node_processes(self, node: str | None = None) -> dict[int, list[str]]:
+        """pid → argv of every process in a node (the node's own pid namespace)."""
+        script = (
+            "import os,json,sys\n"
+            "out={}\n"
+            "for d in os.listdir('/proc'):\n"
+            " if d.isdigit():\n"
+            "  try: raw=open('/proc/'+d+'/cmdline','rb').read()\n"
+            "  except OSError: continue\n"
+            "  out[d]=raw.decode(errors='replace').split('\\0')[:-1]\n"
+            "json.dump(out,sys.stdout)\n"
+        )
+        out = self.exec(node or self.nodes[0], "python3", "-c", script)
+        if out.returncode != 0:
+            raise ProviderFailed(f"reading processes of {node}: {out.stderr.decode().strip()}")
+        return {int(k): v for k, v in json.loads(out.stdout).items() if v}
+
+    def node_tasks(
+        self, node: str | None = None, namespace: str = "k8s.io"
+    ) -> list[dict[str, str]]:
+        """containerd's tasks in a node (``ctr -n k8s.io tasks ls``): id, pid, status."""
+        out = self._check(node or self.nodes[0], "ctr", "-n", namespace, "tasks", "ls")
+        rows = [ln.split() for ln in out.splitlines()[1:] if ln.strip()]
+        return [{"id": r[0], "pid": r[1], "status": r[2]} for r in rows if len(r) >= 3]
+
+    def memory_bytes(self) -> int:
+        """Resident memory of every process in the cluster's node containers, summed."""
+        total = 0
+        for node in self.nodes:
+            out = self.engine.docker("top", node, "-eo", "rss")
+            for line in out.stdout.decode().splitlines()[1:]:
+                if line.strip().isdigit():
+                    total += int(line.strip()) * 1024
+        return total
+
+    # -- faults ---------------------------------------------------------------------------
+    def restart_apiserver(self, *, graceful: bool = True) -> float:
+        """Stop kube-apiserver in the control-plane node; kubelet restarts the static pod.
+
+        SIGTERM (graceful) or SIGKILL to the process; returns seconds until ``/readyz``
+        answers again through the published port.
+        """
+        node = self.nodes[0]
+        t0 = time.monotonic()
+        sig = "TERM" if graceful else "KILL"
+        journal.emit("kube", "apiserver_restart", graceful=graceful, node=node)
+        before = self._check(node, "pgrep", "-x", "kube-apiserver").split()
+        self._check(node, "pkill", f"-{sig}", "-x", "kube-apiserver")
+
+        def back() -> bool | str:
+            now = self.exec(node, "pgrep", "-x", "kube-apiserver").stdout.decode().split()
+            if not now or now == before:
+                return f"pids {now}"
+            return self._readyz()
+
+        wait_for(
+            back,
+            timeout=120,
+            what="kube-apiserver back on /readyz",
+            interval=0.5,
+            accept=lambda v: v is True,
+        )
+        took = time.monotonic() - t0
+        journal.emit("kube", "apiserver_ready_again", seconds=round(took, 3))
+        return took
+
+    def _readyz(self) -> bool:
+        import requests
+
+        try:
+            r = requests.get(
+                f"{self.creds.server}/readyz",
+                verify=str(self.creds.ca_cert),
+                cert=(str(self.creds.client_cert), str(self.creds.client_key)),
+                timeout=2,
+            )
+        except requests.RequestException:
+            return False
+        return r.status_code == 200
+
+    def compact(self) -> int:
+        """Compact etcd (in the control-plane node) at its current revision."""
+        script = (
+            "import json,ssl,http.client,base64\n"
+            "c=ssl.create_default_context(cafile='/etc/kubernetes/pki/etcd/ca.crt')\n"
+            "c.load_cert_chain('/etc/kubernetes/pki/etcd/healthcheck-client.crt',"
+            "'/etc/kubernetes/pki/etcd/healthcheck-client.key')\n"
+            "def post(p,b):\n"
+            " h=http.client.HTTPSConnection('127.0.0.1',2379,context=c,timeout=10)\n"
+            " h.request('POST',p,json.dumps(b));r=h.getresponse();return r.status,r.read()\n"
+            "s,b=post('/v3/kv/range',{'key':base64.b64encode(b'\\0').decode(),'limit':1})\n"
+            "rev=int(json.loads(b)['header']['revision'])\n"
+            "s,b=post('/v3/kv/compaction',{'revision':str(rev),'physical':True})\n"
+            "print(rev if s==200 or b'compacted' in b else 'error %s %s'%(s,b))\n"
+        )
+        out = self._check(self.nodes[0], "python3", "-c", script).strip()
+        if not out.isdigit():
+            raise ProviderFailed(f"etcd compaction in {self.nodes[0]} failed: {out}")
+        journal.emit("kube", "etcd_compacted", revision=int(out))
+        return int(out)
+
+    # -- logs and tear-down ---------------------------------------------------------------
+    def collect_logs(self) -> Path:
+        """Node logs into ``<run>/logs/kind/<node>/`` (kubelet, containerd, boot, pods)."""
+        base = self.run.path("logs", "kind", mkdir=True)
+        for node in self.nodes:
+            d = base / node
+            d.mkdir(parents=True, exist_ok=True)
+            steps = {
+                "boot.log": ["docker", "logs", node],
+                "kubelet.log": ["exec", "journalctl", "--no-pager", "-u", "kubelet"],
+                "containerd.log": ["exec", "journalctl", "--no-pager", "-u", "containerd"],
+                "journal.log": ["exec", "journalctl", "--no-pager", "-n", "400"],
+                "tasks.txt": ["exec", "ctr", "-n", "k8s.io", "tasks", "ls"],
+                "images.txt": ["exec", "ctr", "-n", "k8s.io", "images", "ls", "-q"],
+                "pods.txt": ["exec", "sh", "-c", "tail -n 60 /var/log/pods/*/*/*.log"],
+                "kubeadm.conf": ["exec", "cat", "/kind/kubeadm.conf"],
+            }
+            for fname, argv in steps.items():
+                args = argv[1:] if argv[0] == "docker" else [argv[0], node, *argv[1:]]
+                try:
+                    out = self.engine.docker(*args, timeout=30)
+                except subprocess.TimeoutExpired:
+                    (d / fname).write_text("(timed out)\n")
+                    continue
+                (d / fname).write_bytes(out.stdout + out.stderr)
+        return base
 
     def stop(self) -> None:
-        if self.kind is None or not self.name:
+        """``kind delete cluster`` on our dockerd (the janitor removes what it leaves)."""
+        if not self.name:
             return
-        subprocess.run(
-            [str(self.kind), "delete", "cluster", "--name", self.name],
-            capture_output=True,
-            timeout=120,
-            check=False,
+        name, self.name = self.name, ""
+        self.kind_delete(name)
+        journal.emit("kube", "kind_deleted", cluster=name)
+
+    def kind_delete(self, name: str) -> None:
+        self._kind(
+            "delete", "cluster", "--name", name, "--kubeconfig", str(self.kubeconfig), timeout=120
         )
-        journal.emit("kube", "kind_deleted", cluster=self.name)
-        self.name = ""
