@@ -23,13 +23,12 @@ import time
 
 import failpoints
 from harness import journal
-from harness.shim import relay
+from harness.shim import identity, relay
 from harness.shim.events import Publisher, events_address
 from harness.shim.main import parse_flags
 from harness.shim.paths import ShimPaths
-from harness.shim.service import SERVICE, TaskService, read_annotations
-from harness.ttrpc import CallContext, Code, NoReply, Server, TTRPCError
-from harness.ttrpc.errors import code_by_name
+from harness.shim.service import SERVICE, TaskService, error_from_arg, read_annotations
+from harness.ttrpc import CallContext, NoReply, Server, TTRPCError
 from harness.ttrpc.server import Handler
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -48,16 +47,6 @@ def request_id(payload: bytes) -> str:
             break
         shift += 7
     return payload[i : i + length].decode(errors="replace")
-
-
-def error_from_arg(arg: str | None) -> TTRPCError:
-    """``NotFound:gone`` -> NotFound "gone"; ``please retry`` -> Unknown "please retry"."""
-    text = arg or "failpoint"
-    head, sep, rest = text.partition(":")
-    code = code_by_name(head.strip()) if sep else None
-    if code is not None:
-        return TTRPCError(code, rest.strip() or head)
-    return TTRPCError(Code.UNKNOWN, text)
 
 
 class Daemon:
@@ -159,6 +148,7 @@ class Daemon:
             "id": self.id,
             "namespace": self.namespace,
             "pid": os.getpid(),
+            "pid_start": identity.start_ticks(os.getpid()),
             "socket": str(self.paths.socket),
             "control": str(self.paths.control),
             "bundle": os.getcwd(),
@@ -236,6 +226,7 @@ class Daemon:
 
 
 def main() -> int:
+    identity.set_name()  # first: the leak detector and the janitor know a daemon by its name
     flags, _ = parse_flags(sys.argv[1:])
     journal.from_env(f"shim:{flags.get('id', '?')}")
     try:

@@ -20,6 +20,7 @@ import socket
 import sys
 import time
 
+from harness.shim.identity import is_stub
 from harness.shim.paths import ShimPaths
 
 BOOL_FLAGS = {"debug", "v"}
@@ -132,14 +133,6 @@ def start(flags: dict[str, str]) -> int:
     return 0
 
 
-def _is_our_daemon(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"harness.shim.daemon" in f.read()
-    except OSError:
-        return False
-
-
 def _delete_proxy_of_dead(paths: ShimPaths) -> None:
     """A relayed daemon that died without its clean exit leaves its toxiproxy proxy behind.
 
@@ -162,26 +155,43 @@ def _delete_proxy_of_dead(paths: ShimPaths) -> None:
         delete_proxy(entry["toxiproxy"], entry["proxy"])
 
 
+def _kill_orphaned_tasks(flags: dict[str, str], daemon_pid: int) -> None:
+    """SIGKILL the task processes a dead daemon left (``runc delete --force`` does the same
+    to a dead shim's container). Found by the marker the daemon put in their environment;
+    the /proc scan runs only on this path, never after a clean exit."""
+    from harness.shim.identity import task_procs
+
+    key = (flags.get("namespace", ""), flags.get("id", ""))
+    for t in task_procs():
+        if (t.namespace, t.container_id) == key and t.shim_pid == daemon_pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(t.pid, signal.SIGKILL)
+
+
 def delete(flags: dict[str, str]) -> int:
     """Report the exit containerd records, like runc's shim: *without* killing the daemon.
 
     runc's ``delete`` cleans the container but never kills the shim process; that is why a
     Shutdown containerd ignored leaks the shim (seed c). Set ``RECONVERGE_SHIM_DELETE_KILLS=1``
-    to reap the daemon here instead. Stale files of a daemon that is gone are removed.
+    to reap the daemon here instead. Stale files of a daemon that is gone are removed, and
+    the task processes of a daemon that died without its clean exit are killed, as
+    ``runc delete --force`` kills a dead shim's container.
     """
     paths = _paths(flags)
     pid = 0
     with contextlib.suppress(OSError, ValueError):
         pid = int(paths.pidfile.read_text().strip())
-    alive = bool(pid) and _is_our_daemon(pid)
+    alive = bool(pid) and is_stub(pid)
     if alive and os.environ.get("RECONVERGE_SHIM_DELETE_KILLS") == "1":
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 2.0
-        while _is_our_daemon(pid) and time.monotonic() < deadline:
+        while is_stub(pid) and time.monotonic() < deadline:
             time.sleep(0.005)  # waiting on the kernel to reap; bounded
-        alive = _is_our_daemon(pid)
+        alive = is_stub(pid)
     if not alive:
+        if paths.registry.exists():  # the daemon died without its clean exit (panic, kill)
+            _kill_orphaned_tasks(flags, pid)
         _delete_proxy_of_dead(paths)
         for p in (paths.socket, paths.control, paths.pidfile, paths.registry):
             with contextlib.suppress(FileNotFoundError):

@@ -12,6 +12,11 @@ Semantics the seeds depend on:
   A Delete arriving between the phases gets NotFound, and a Shutdown then is a no-op —
   the window of the concurrent-delete leak (containerd PR #12400).
 - Work completes even when the caller's deadline passed (ttrpc deadlines are advisory).
+- **State waits on the task's lock while Pause or Resume applies** (runc's ``Init.mu``:
+  ``Status`` takes the mutex ``Pause``/``Resume`` hold while runc freezes the cgroup), so a
+  slow freeze — failpoint ``shim.<Pause|Resume>.locked``, evaluated inside the lock — makes
+  a concurrent ``State`` slow too. ``.before``/``.after`` stay outside the lock: they model
+  the request and the reply in transit, not the runtime's work.
 """
 
 from __future__ import annotations
@@ -31,10 +36,11 @@ from google.protobuf import empty_pb2, timestamp_pb2
 import failpoints
 from harness import journal
 from harness.protos import events_pb2, shim_task_pb2, task_types_pb2
-from harness.shim import states
+from harness.shim import identity, states
 from harness.shim.events import Publisher
 from harness.shim.states import State
 from harness.ttrpc import CallContext, Code, TTRPCError
+from harness.ttrpc.errors import code_by_name
 
 SERVICE = "containerd.task.v2.Task"
 ANNOTATION_FP = "io.containerd.runtime.v2.shim.failpoint."
@@ -78,6 +84,18 @@ class Task:
     exit_status: int = 0
     exited_ns: int = 0
     exited: asyncio.Event = field(default_factory=asyncio.Event)
+    #: runc's per-process mutex: Pause/Resume hold it while applying, State waits on it
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def error_from_arg(arg: str | None) -> TTRPCError:
+    """``NotFound:gone`` -> NotFound "gone"; ``please retry`` -> Unknown "please retry"."""
+    text = arg or "failpoint"
+    head, sep, rest = text.partition(":")
+    code = code_by_name(head.strip()) if sep else None
+    if code is not None:
+        return TTRPCError(code, rest.strip() or head)
+    return TTRPCError(Code.UNKNOWN, text)
 
 
 def read_annotations(bundle: str) -> dict[str, str]:
@@ -189,7 +207,8 @@ class TaskService:
             pid = os.posix_spawnp(
                 wrapper[0],
                 wrapper,
-                dict(os.environ),
+                # marked: if this daemon dies, the leak detector finds the orphan by it
+                dict(os.environ) | identity.task_marker(self.namespace, req.id),
                 file_actions=[
                     (os.POSIX_SPAWN_DUP2, devnull, 0),
                     (os.POSIX_SPAWN_DUP2, devnull, 1),
@@ -224,6 +243,11 @@ class TaskService:
     async def state(self, payload: bytes, ctx: CallContext) -> bytes:
         req = shim_task_pb2.StateRequest.FromString(payload)
         task = self._task(req.id)
+        async with task.lock:  # blocks while a Pause/Resume applies, like runc's Status
+            return self._state_response(task)
+
+    @staticmethod
+    def _state_response(task: Task) -> bytes:
         resp = shim_task_pb2.StateResponse(
             id=task.id,
             bundle=task.bundle,
@@ -264,20 +288,24 @@ class TaskService:
     async def pause(self, payload: bytes, ctx: CallContext) -> bytes:
         req = shim_task_pb2.PauseRequest.FromString(payload)
         task = self._task(req.id)
-        self._require("Pause", task)
-        os.kill(task.pid, signal.SIGSTOP)
-        await _until(lambda: proc_state(task.pid) in ("T", "t", "Z", ""), 5.0)
-        task.state = states.after("Pause", task.state)
+        async with task.lock:
+            self._require("Pause", task)
+            await _locked_fault("shim.Pause.locked", task)
+            os.kill(task.pid, signal.SIGSTOP)
+            await _until(lambda: proc_state(task.pid) in ("T", "t", "Z", ""), 5.0)
+            task.state = states.after("Pause", task.state)
         self.publisher.publish("/tasks/paused", events_pb2.TaskPaused(container_id=task.id))
         return EMPTY
 
     async def resume(self, payload: bytes, ctx: CallContext) -> bytes:
         req = shim_task_pb2.ResumeRequest.FromString(payload)
         task = self._task(req.id)
-        self._require("Resume", task)
-        os.kill(task.pid, signal.SIGCONT)
-        await _until(lambda: proc_state(task.pid) not in ("T", "t"), 5.0)
-        task.state = states.after("Resume", task.state)
+        async with task.lock:
+            self._require("Resume", task)
+            await _locked_fault("shim.Resume.locked", task)
+            os.kill(task.pid, signal.SIGCONT)
+            await _until(lambda: proc_state(task.pid) not in ("T", "t"), 5.0)
+            task.state = states.after("Resume", task.state)
         self.publisher.publish("/tasks/resumed", events_pb2.TaskResumed(container_id=task.id))
         return EMPTY
 
@@ -349,6 +377,22 @@ class TaskService:
 
     async def stats(self, payload: bytes, ctx: CallContext) -> bytes:
         raise TTRPCError(Code.NOT_FOUND, "no cgroup for the stub shim's tasks")
+
+
+async def _locked_fault(name: str, task: Task) -> None:
+    """Failpoint ``name`` inside the task lock: a ``delay``/``hang`` is a slow freeze that
+    every concurrent ``State`` waits out; ``error`` refuses with the lock released."""
+    action = failpoints.point(name).evaluate()
+    if action is None:
+        return
+    journal.emit("shim", "fault", point=name, action=action.kind, arg=action.arg, id=task.id)
+    if action.kind == "panic":
+        os._exit(2)
+    if action.kind == "error":
+        raise error_from_arg(action.arg)
+    if action.kind in ("delay", "hang"):
+        with contextlib.suppress(failpoints.FailpointHangTimeout):
+            await action.apply_async()
 
 
 async def _until(cond: Callable[[], bool], timeout: float) -> bool:

@@ -1,7 +1,8 @@
 """The leak detector against a real containerd 1.6.20: every kind it asks containerd about.
 
 Checked here: a live task is a ``containerd-task`` finding that names the test and the
-container; a clean namespace reads as clean well inside the 1 s budget; and a test that
+container; a clean namespace reads as clean well inside the 1 s budget; a containerd that
+cannot answer is Unobservable (neither clean nor a leak); and a test that
 leaves a task behind fails in teardown with a report naming itself — through
 ``ctd_namespace`` and through a bare ``containerd`` (run in a child pytest, since that
 failure is the point).
@@ -15,6 +16,7 @@ import pytest
 
 from harness.checks import leaks
 from harness.providers.containerd import STUB_RUNTIME
+from harness.verdict import Unobservable
 
 pytestmark = pytest.mark.needs("containerd")
 
@@ -63,17 +65,23 @@ def test_a_live_task_is_found_and_attributed_then_clean_within_budget(
     assert one < 0.5, f"one clean probe took {one:.3f} s"
 
 
-def test_a_dead_containerd_has_no_task_findings_but_asking_it_directly_raises(tmp_path):
-    import grpc
-
+def test_a_containerd_that_cannot_answer_is_unobservable_not_clean(tmp_path):
+    """No containerd on the socket: neither "no tasks" nor a finding — Unobservable, at once."""
     gone = tmp_path / "nothing.sock"
-    assert leaks.find_leaks(tmp_path, namespace="ns", containerd_address=gone) == []
-    with pytest.raises(grpc.aio.AioRpcError):
-        leaks.containerd_tasks(gone, "ns", timeout=1.0)
+    for ask in (
+        lambda: leaks.find_leaks(tmp_path, namespace="ns", containerd_address=gone),
+        lambda: leaks.containerd_tasks(gone, "ns", timeout=1.0),
+        lambda: leaks.wait_until_clean(tmp_path, timeout=0.3, containerd_address=gone),
+    ):
+        t0 = time.monotonic()
+        with pytest.raises(Unobservable, match="did not answer Tasks.List .cap [0-9.]*s.: UNAVAILABLE"):
+            ask()
+        assert time.monotonic() - t0 < 2.0
 
 
 LEFT_BEHIND = """
 from harness.providers.containerd import STUB_RUNTIME
+from harness.verdict import Unobservable
 
 def _run(containerd, ns, cid):
     rootfs = containerd.dir / "rootfs"

@@ -30,6 +30,7 @@ from harness.protos import events_pb2, shim_task_pb2, task_types_pb2
 from harness.providers.containerd import STUB_RUNTIME, Containerd
 from harness.providers.containerd_client import ContainerdClient
 from harness.providers.toxiproxy import ToxiproxyServer
+from harness.shim import identity
 from harness.shim.relay import (
     ANNOTATION_EVENTS_ADDRESS,
     ANNOTATION_TOXIPROXY,
@@ -257,8 +258,9 @@ def test_panicking_relayed_shim_leaves_no_proxy(
     reconverge_run: Any,
 ) -> None:
     """A relayed daemon that dies (``panic``) never runs its exit path; ``delete`` — which
-    containerd runs for a dead shim — deletes the proxy instead. Nothing is left in
-    toxiproxy, nor in the registry."""
+    containerd runs for a dead shim — deletes the proxy instead, and kills the task process
+    the daemon left (as ``runc delete --force`` does). Nothing is left in toxiproxy, in the
+    registry, nor in /proc (the teardown leak check would report an orphaned task)."""
     ns, cid = ctd_namespace, "panics"
     annotations = {ANNOTATION_TOXIPROXY: toxiproxy_server.api, f"{FP}Pause": "1*panic"}
 
@@ -271,6 +273,10 @@ def test_panicking_relayed_shim_leaves_no_proxy(
             await client.start(cid)
             entry = _entry(reconverge_run.dir, ns, cid)
             assert entry["proxy"] in toxiproxy_server.client.names(), entry
+            (task,) = [
+                t for t in identity.task_procs() if (t.namespace, t.container_id) == (ns, cid)
+            ]
+            assert task.shim_pid == entry["pid"], (task, entry)
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await client.pause(cid, timeout=10)
             await await_for(
@@ -286,6 +292,12 @@ def test_panicking_relayed_shim_leaves_no_proxy(
                 accept=lambda g: g[0] == "NOT_FOUND",
             )
             assert not _entry(reconverge_run.dir, ns, cid), "registry entry removed"
+            await await_for(
+                lambda: asyncio.to_thread(identity.task_procs),
+                timeout=10,
+                what="delete killed the dead shim's task process",
+                accept=lambda procs: task.pid not in {t.pid for t in procs},
+            )
             return err.value.code().name, err.value.details() or ""
         finally:
             with contextlib.suppress(grpc.aio.AioRpcError):

@@ -11,7 +11,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from harness.checks import leaks
+from harness.verdict import Unobservable
 
 
 @contextmanager
@@ -98,15 +101,14 @@ def test_wait_until_clean_reports_only_what_is_new(tmp_path):
 
 
 def test_a_probe_that_cannot_answer_is_not_clean(tmp_path, monkeypatch):
+    """An OS-level failure to ask is Unobservable (an INCONCLUSIVE verdict), never clean."""
+
     def broken(*args: object, **kwargs: object) -> list[leaks.Finding]:
         raise ConnectionError("containerd did not answer")
 
     monkeypatch.setattr(leaks, "find_leaks", broken)
-    try:
+    with pytest.raises(Unobservable, match="ConnectionError: containerd did not answer"):
         leaks.wait_until_clean(tmp_path, timeout=0.1)
-    except ConnectionError:
-        return
-    raise AssertionError("a failing probe read as clean")
 
 
 def test_run_sync_works_inside_a_running_loop():
