@@ -19,6 +19,10 @@ Fixtures:
 - ``claim_operator``: factory ``claim_operator(bugs={...})`` -> a started operator
   dialing through ``kube_paths``; stopped after the test.
 
+A case that needs a backend capability says so with ``@pytest.mark.needs("kube:compact-etcd")``
+(or calls :func:`require_capability`): it skips with the reason — backend, capability and,
+when ``auto`` fell back from ``local``, why — and fails under ``--reconverge-strict``.
+
 Options: ``--reconverge-kube auto|local|kubeconfig|kind`` (env ``RECONVERGE_KUBE``),
 ``--reconverge-kubeconfig PATH``, ``--reconverge-time-scale F`` (default 0.1).
 """
@@ -70,9 +74,59 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _unavailable(request: pytest.FixtureRequest, reason: str) -> None:
-    if request.config.getoption("reconverge_strict"):
-        pytest.fail(f"kube: {reason}", pytrace=False)
-    pytest.skip(f"kube: {reason}")
+    from harness.pytest_plugin import skip_unless_strict
+
+    skip_unless_strict(request.config, f"kube: {reason}")
+
+
+_FALLBACK = pytest.StashKey[str]()
+
+
+def fallback_note(choice: str | None, chosen_name: str) -> str:
+    """Why ``auto`` is not on the embedded ``local`` backend ('' when it is, or not auto).
+
+    Why it matters: the fallback (kind) lacks compaction and restart, so a case that needs
+    them would otherwise just skip, and nothing would say it is because of the fallback.
+    """
+    from harness.providers import kube
+
+    if (choice or "auto") != "auto" or chosen_name == "local":
+        return ""
+    local = kube.provider("local").availability()
+    return f"auto fell back to {chosen_name}: local {local.reason or 'unavailable'}"
+
+
+def require_capability(request: pytest.FixtureRequest, cluster: Cluster, capability: str) -> None:
+    """Skip a case the backend cannot run — fail it under ``--reconverge-strict``.
+
+    The reason names the backend, the capability and, when ``auto`` fell back from
+    ``local``, why it did.
+    """
+    if cluster.can(capability):
+        return
+    from harness.pytest_plugin import skip_unless_strict
+
+    note = request.config.stash.get(_FALLBACK, "")
+    why = f"kube: {cluster.backend} cannot {capability}" + (f" ({note})" if note else "")
+    skip_unless_strict(request.config, why)
+
+
+@pytest.fixture(autouse=True)
+def _kube_needs(request: pytest.FixtureRequest) -> None:
+    """``@pytest.mark.needs("kube:compact-etcd")``: checked against the session's cluster."""
+    from harness.pytest_plugin import KUBE_NEED_PREFIX
+
+    wanted = [
+        str(c)[len(KUBE_NEED_PREFIX) :]
+        for mark in request.node.iter_markers("needs")
+        for c in mark.args
+        if str(c).startswith(KUBE_NEED_PREFIX)
+    ]
+    if not wanted:
+        return
+    cluster = request.getfixturevalue("kube_cluster")
+    for capability in wanted:
+        require_capability(request, cluster, capability)
 
 
 @pytest.fixture(scope="session")
@@ -93,6 +147,10 @@ def kube_cluster(reconverge_run: Run, request: pytest.FixtureRequest) -> Iterato
     available = provider.availability()
     if not available:
         _unavailable(request, f"{provider.name} {available.reason}")
+    note = fallback_note(request.config.getoption("reconverge_kube"), provider.name)
+    if note:
+        request.config.stash[_FALLBACK] = note
+        journal.emit("kube", "fallback", note=note)
     try:
         cluster = provider.start(reconverge_run)
         truth = cluster.truth()

@@ -23,7 +23,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
@@ -102,9 +102,34 @@ _COMPONENT_CHECKS = {
 }
 
 
+def strict(config: pytest.Config) -> bool:
+    """``--reconverge-strict`` (on under CI): nothing may be skipped silently."""
+    return bool(config.getoption("reconverge_strict"))
+
+
+def skip_unless_strict(config: pytest.Config, reason: str) -> NoReturn:
+    """Skip with ``reason`` — or fail with it under ``--reconverge-strict``.
+
+    Every skip path of the harness goes through here: a case that cannot run is either
+    visibly skipped (locally) or a failure (CI), never a silent pass.
+    """
+    if strict(config):
+        pytest.fail(
+            f"{reason} (--reconverge-strict: a skip would be a vacuous pass)", pytrace=False
+        )
+    pytest.skip(reason)
+
+
+#: ``needs("kube:<capability>")`` names a capability of the Kubernetes backend; the kube
+#: fixtures check it once the session's cluster exists (harness.kube_fixtures).
+KUBE_NEED_PREFIX = "kube:"
+
+
 def _missing(component: str) -> str | None:
     from harness import binaries
 
+    if component.startswith(KUBE_NEED_PREFIX):
+        return None  # a backend capability, not a binary: checked against the cluster
     for binary in _COMPONENT_CHECKS.get(component, (component,)):
         try:
             if binaries.locate(binary) is None:
@@ -120,9 +145,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         for component in mark.args:
             why = _missing(component)
             if why:
-                if item.config.getoption("reconverge_strict"):
-                    pytest.fail(f"needs {component}: {why}", pytrace=False)
-                pytest.skip(f"needs {component}: {why}")
+                skip_unless_strict(item.config, f"needs {component}: {why}")
 
 
 # -- the run and its providers -------------------------------------------------------------
@@ -358,8 +381,10 @@ def _note_suite_report(item: pytest.Item, report: Any) -> None:
         what = (
             "setup" if report.when == "setup" else "teardown" if report.when == "teardown" else ""
         )
+        crash = getattr(getattr(report.longrepr, "reprcrash", None), "message", "")
         msg = getattr(report, "longreprtext", "").strip().splitlines()
-        reason = f"{what + ' ' if what else ''}error: {msg[-1] if msg else 'failed'}"
+        text = crash.splitlines()[0] if crash else msg[-1] if msg else "failed"
+        reason = f"{what + ' ' if what else ''}error: {text}"
         _set_verdict(report.user_properties, _row_without_verdict(item, "ERROR", reason))
     elif report.when == "call" and report.passed and not has:
         report.outcome = "failed"
@@ -368,6 +393,26 @@ def _note_suite_report(item: pytest.Item, report: Any) -> None:
             report.user_properties,
             _row_without_verdict(item, "ERROR", "the case recorded no verdict"),
         )
+
+
+def _strict_skip(item: pytest.Item, report: Any) -> None:
+    """Under strict, a skipped *suite* case fails, whichever path skipped it.
+
+    The plugin's own skip paths already fail under strict; this also catches a suite's own
+    ``pytest.skip``, a ``skipif`` marker or a fixture that skips. Its verdict row (made by
+    :func:`_note_suite_report` just before) stays SKIPPED with the reason. An expected
+    failure (xfail) is not a skip.
+    """
+    if not report.skipped or hasattr(report, "wasxfail") or not strict(item.config):
+        return
+    if item.get_closest_marker("suite") is None:
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    report.outcome = "failed"
+    report.longrepr = (
+        f"{item.nodeid}: skipped under --reconverge-strict (a skipped suite case is a vacuous "
+        f"pass): {reason}"
+    )
 
 
 def verdicts_from(reports: list[Any]) -> list[Any]:
@@ -449,6 +494,7 @@ def repro_command(config: pytest.Config, nodeid: str) -> str:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
     _note_suite_report(item, report)
+    _strict_skip(item, report)
     if report.failed and call.when in ("call", "setup"):
         _attach_failure(item, report)
     return report
