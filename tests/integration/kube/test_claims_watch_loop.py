@@ -57,11 +57,10 @@ def test_intake_duplicate_and_drop(informer, kube_truth, kube_namespace, seen, f
     assert informer.stats.dropped == 1
 
 
+@pytest.mark.needs(f"kube:{COMPACT}")
 def test_compaction_410_relists_and_heals_a_dropped_delete(
     kube_cluster, informer, kube_truth, kube_namespace, seen, failpoints, toxiproxy
 ):
-    if not kube_cluster.can(COMPACT):
-        pytest.skip("cannot compact")
     proxy = toxiproxy.create("watch", kube_cluster.address)
     informer.endpoint.move(proxy.listen)
     kubelet = FakeKubelet(kube_truth, kube_namespace)

@@ -77,9 +77,8 @@ def test_namespace_purge_really_removes_it(kube_truth):
     assert kube_truth.get(NAMESPACES, None, name) is None
 
 
+@pytest.mark.needs(f"kube:{COMPACT}")
 def test_compaction_makes_an_old_watch_410(kube_cluster, kube_truth, kube_namespace):
-    if not kube_cluster.can(COMPACT):
-        pytest.skip("cannot compact")
     ns = kube_namespace
     _, old_rv = kube_truth.list(PODS, ns)
     FakeKubelet(kube_truth, ns).create_pod("after")
@@ -97,9 +96,8 @@ def test_compaction_makes_an_old_watch_410(kube_cluster, kube_truth, kube_namesp
     assert err.value.status == 410
 
 
+@pytest.mark.needs(f"kube:{RESTART}")
 def test_restart_keeps_address_and_data(kube_cluster, kube_truth, kube_namespace):
-    if not kube_cluster.can(RESTART):
-        pytest.skip("cannot restart")
     FakeKubelet(kube_truth, kube_namespace).create_pod("survivor")
     took = kube_cluster.restart_apiserver(graceful=True)
     assert took < 60
