@@ -5,12 +5,15 @@ claim C is Bound to pod P, an idle pod Q exists, the operator (all four PR #592 
 has settled. Then the operator's *watch path* is faulted and P vanishes. The only way the
 operator can learn about it is its pod watch: a correct loop re-watches (or re-lists) and
 C goes Lost and rebinds to Q (CONVERGED); a naive one never hears of it and C stays Bound to
-a pod that is gone (CAUGHT).
+a pod that is gone while its pod watch shows that switch's own signature (CAUGHT) — the
+symptom predicates demand both, held for a window past the point a fixed loop recovers.
 
 The operator dials two toxiproxy proxies (``api`` for requests, ``watch`` for streams), so a
 fault on the watch path leaves its requests alone.
 
-Faults and the switch each one exposes:
+Faults and the switch each one exposes (each case proves its fault took effect — the
+stream ended, the read went silent, a 410 came back, the server restarted — and records
+it with ``faults.observed``; failpoints are counted from the journal):
 
 - ``reset_peer`` mid-watch — the stream breaks; ``watch_end_means_done`` stops listening;
 - black hole (``timeout`` toxic, no close) plus a fail-over of *new* connections — the
@@ -19,30 +22,57 @@ Faults and the switch each one exposes:
   retries the compacted resourceVersion forever;
 - a graceful API-server restart — streams end; ``watch_end_means_done`` stops listening.
 
-Plus watch-level faults at the intake (failpoints), fixed operator only: duplicated and
-reordered events must not matter, and a dropped DELETE must be healed by the relist a 410
-forces.
+Plus watch-level faults at the intake (failpoint ``claims.watch.pods.intake``), fixed
+operator only: duplicated and reordered events must not matter (their counters are
+findings), and a dropped DELETE must be healed by the relist a 410 forces (the 410 and the
+relist are proven from the journal).
+
+A case whose backend lacks a capability (compaction, restart) skips — and fails under
+``--reconverge-strict``: a silent skip is a vacuous pass.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 import pytest
 
 from harness.checks import claims as chk
+from harness.checks import faults
 from harness.providers.kube import COMPACT, RESTART
 from harness.reconciler.claims import bugs as B
 from harness.reconciler.claims import model as m
 from harness.reconciler.claims.objects import create_claim, pod_labels
+from harness.verdict import Finding
 from harness.wait import wait_for
 
 pytestmark = [pytest.mark.needs("toxiproxy"), pytest.mark.suite]
 
 SUITE = "seed-d-watch"
 SETTLE = 30.0
+#: the operator's pod-watch intake failpoint (a module constant: the mutation meta-test
+#: misspells it to prove an unfired failpoint ends INCONCLUSIVE)
+INTAKE_POINT = "claims.watch.pods.intake"
+
+GONE = "claim-c Bound to a vanished pod"
+REBOUND = "claim-c rebound"
 
 
 def variants(switch: str) -> list:
     return [pytest.param(False, id="fixed"), pytest.param(True, id=f"buggy-{switch}")]
+
+
+def _variant(buggy: bool) -> str:
+    return "buggy" if buggy else "fixed"
+
+
+def require(request: pytest.FixtureRequest, ok: bool, reason: str) -> None:
+    """Skip a case the backend cannot run — fail it instead under ``--reconverge-strict``."""
+    if ok:
+        return
+    if request.config.getoption("reconverge_strict"):
+        pytest.fail(f"{reason} (strict: a skipped case would be a vacuous pass)", pytrace=False)
+    pytest.skip(reason)
 
 
 def _settled_scenario(claim_operator, truth, ns, kubelet, bugs=()):
@@ -50,18 +80,75 @@ def _settled_scenario(claim_operator, truth, ns, kubelet, bugs=()):
     kubelet.create_pod("pod-q", labels=pod_labels(m.POD_IDLE))
     create_claim(truth, ns, "claim-c", pod="pod-p", node="n1", phase=m.BOUND, bound_ago=3600)
     op = claim_operator(bugs)
-    chk.stuck(op, truth, ns, chk.claim_bound("claim-c", "pod-p"), timeout=SETTLE, what="settled")
+    chk.settle(op, truth, ns, chk.claim_bound("claim-c", "pod-p"), timeout=SETTLE, what="settled")
     return op
 
 
-GONE_POD = chk.all_of(chk.claim_phase("claim-c", m.BOUND, pod="pod-p"), chk.pod_absent("pod-p"))
+def _vanish_pod_p(kubelet, truth, ns) -> None:
+    """The trigger: pod-p disappears; recorded as fired once the truth confirms it."""
+    kubelet.vanish("pod-p")
+    if truth.get(m.PODS, ns, "pod-p") is None:
+        faults.observed("pod-p vanished")
 
 
-def _converged(truth, ns) -> str:
-    chk.converge(
-        truth, ns, chk.claim_bound("claim-c", "pod-q"), timeout=SETTLE, what="claim-c rebound"
+def _observe(
+    truth, ns, op, loop: chk.Check, loop_name: str, *, window: float, more: Callable | None = None
+):
+    """claim-c rebound (fixed), or the gone-pod symptom and the loop's signature held."""
+
+    def held(f: Mapping[str, Finding], _w: chk.World, stable: float) -> str | None:
+        if chk.failing(f, GONE, loop_name) and stable >= window and (more is None or more()):
+            return f"held {stable:.1f}s: {f[loop_name].symptom}"
+        return None
+
+    return chk.observe(
+        truth,
+        ns,
+        [
+            chk.fact(REBOUND, chk.claim_bound("claim-c", "pod-q")),
+            chk.never(
+                GONE,
+                chk.all_of(
+                    chk.claim_phase("claim-c", m.BOUND, pod="pod-p"), chk.pod_absent("pod-p")
+                ),
+                "claim-c Bound to pod-p, which is gone",
+            ),
+            loop,
+        ],
+        op=op,
+        final=held,
+        final_end="held",
+        timeout=SETTLE + window,
+        what="claim-c rebound",
     )
-    return "pod-p's delete seen: claim-c Lost -> Bound to pod-q"
+
+
+def _signature(loop_name: str, what: str) -> Callable[[Mapping[str, Finding]], str | None]:
+    def predicate(f: Mapping[str, Finding]) -> str | None:
+        if chk.ended(f, "held") and chk.failing(f, GONE, REBOUND, loop_name):
+            return f"{what}: {f[chk.END].symptom}; claim-c Bound to pod-p that is gone"
+        return None
+
+    return predicate
+
+
+ALIVE = "pods watch loop running"
+
+
+def _loop_alive(stats) -> chk.Check:
+    name = ALIVE
+
+    def check(_: chk.World) -> Finding:
+        if stats.state in ("ended", "crashed"):
+            return Finding(
+                name,
+                False,
+                f"pods watch loop {stats.state} when its stream ended "
+                f"({stats.breaks} breaks, {stats.clean_ends} clean ends)",
+            )
+        return Finding(name, True)
+
+    return check
 
 
 def _dead_window(timing) -> float:
@@ -80,36 +167,57 @@ def _stream_ends(stats) -> int:
 
 @pytest.mark.parametrize("buggy", variants(B.WATCH_END_MEANS_DONE))
 def test_reset_peer_mid_watch(
-    buggy, claim_operator, kube_truth, kube_namespace, kubelet, kube_paths, claim_timing, verdict
+    buggy,
+    claim_operator,
+    kube_truth,
+    kube_namespace,
+    kubelet,
+    kube_paths,
+    claim_timing,
+    reconverge_run,
+    verdict,
 ):
     ns, truth = kube_namespace, kube_truth
     op = _settled_scenario(
         claim_operator, truth, ns, kubelet, {B.WATCH_END_MEANS_DONE} if buggy else ()
     )
     pods = op.informers["pods"]
+    ends = _stream_ends(pods.stats)
     toxic = kube_paths.watch_proxy.add_toxic("reset_peer", timeout=0)
-    kubelet.vanish("pod-p")  # the DELETED event's bytes meet the reset
-    wait_for(lambda: _stream_ends(pods.stats), timeout=SETTLE, what="pods watch cut by reset_peer")
+    _vanish_pod_p(kubelet, truth, ns)  # the DELETED event's bytes meet the reset
+    wait_for(
+        lambda: _stream_ends(pods.stats) > ends,
+        timeout=SETTLE,
+        what="pods watch cut by reset_peer",
+    )
+    faults.observed("reset_peer", **pods.stats.as_dict())
     kube_paths.watch_proxy.remove_toxic(toxic)
-
-    def caught() -> str:
-        chk.holds_for(truth, ns, GONE_POD, seconds=_dead_window(claim_timing), what="stuck")
-        assert pods.stats.state == "ended", pods.stats.as_dict()
-        return "watch loop ended with its reset stream; claim-c Bound to pod-p that is gone"
-
-    chk.judge(
-        verdict,
+    obs = _observe(truth, ns, op, _loop_alive(pods.stats), ALIVE, window=_dead_window(claim_timing))
+    verdict.judge(
         suite=SUITE,
         case="end-means-done",
-        buggy=buggy,
+        variant=_variant(buggy),
         fault="reset_peer mid-watch",
-        run=caught if buggy else (lambda: _converged(truth, ns)),
+        findings=obs.findings,
+        fired=faults.fired(
+            reconverge_run.dir, verdict.since, effects=["reset_peer", "pod-p vanished"]
+        ),
+        symptom=_signature(ALIVE, "watch loop ended with its reset stream"),
+        fixed_text="stream reset -> re-watched from the last rv; claim-c Lost -> Bound to pod-q",
     )
 
 
 @pytest.mark.parametrize("buggy", variants(B.WATCH_NO_READ_TIMEOUT))
 def test_black_hole_half_open_watch(
-    buggy, claim_operator, kube_truth, kube_namespace, kubelet, kube_paths, claim_timing, verdict
+    buggy,
+    claim_operator,
+    kube_truth,
+    kube_namespace,
+    kubelet,
+    kube_paths,
+    claim_timing,
+    reconverge_run,
+    verdict,
 ):
     ns, truth = kube_namespace, kube_truth
     op = _settled_scenario(
@@ -120,31 +228,52 @@ def test_black_hole_half_open_watch(
     # existing watch connections go silent without a close; new ones take a healthy path
     kube_paths.watch_proxy.add_toxic("timeout", timeout=0)
     kube_paths.failover_watch()
-    kubelet.vanish("pod-p")
+    _vanish_pod_p(kubelet, truth, ns)
+    window = _silent_window(claim_timing)
 
-    def caught() -> str:
-        window = _silent_window(claim_timing)
-        chk.holds_for(truth, ns, GONE_POD, seconds=window, what="claim-c stuck")
+    reopened_name = "pods watch re-opened"
+
+    def reopened(_: chk.World) -> Finding:
         st = pods.stats
-        assert st.sessions == sessions and st.events == events, st.as_dict()
-        assert st.state == "watching", st.as_dict()
-        return (
-            f"watch blocked {window:.0f}s on a silent connection (no read timeout, no "
-            f"reconnect); claim-c Bound to pod-p that is gone"
+        if st.sessions > sessions or st.read_timeouts:
+            return Finding(reopened_name, True)
+        return Finding(
+            reopened_name,
+            False,
+            f"pods watch blocked on the silent connection: no read timeout, no new session, "
+            f"{st.events - events} events since the black hole (state {st.state})",
         )
 
-    def converged() -> str:
-        text = _converged(truth, ns)
-        assert pods.stats.read_timeouts >= 1, pods.stats.as_dict()
-        return f"read timeout after {claim_timing.watch_read_timeout:.0f}s, re-watched; " + text
-
-    chk.judge(
-        verdict,
+    obs = _observe(
+        truth,
+        ns,
+        op,
+        reopened,
+        reopened_name,
+        window=window,
+        more=lambda: pods.stats.state == "watching",
+    )
+    # the toxic's effect, seen either way: the old connection went silent — a fixed loop's
+    # read timed out on it; a naive loop got no event although pod-p is gone in the truth
+    st = pods.stats
+    if st.read_timeouts or (st.events == events and obs.end == "held"):
+        faults.observed("black hole", read_timeouts=st.read_timeouts, events=st.events - events)
+    verdict.judge(
         suite=SUITE,
         case="no-read-timeout",
-        buggy=buggy,
+        variant=_variant(buggy),
         fault="black hole (timeout toxic) + fail-over",
-        run=caught if buggy else converged,
+        findings=obs.findings,
+        fired=faults.fired(
+            reconverge_run.dir, verdict.since, effects=["black hole", "pod-p vanished"]
+        ),
+        symptom=_signature(
+            reopened_name, f"watch blocked on a silent connection ({window:.0f}s window)"
+        ),
+        fixed_text=(
+            f"read timeout after {claim_timing.watch_read_timeout:.0f}s, re-watched through "
+            "the fail-over; claim-c Lost -> Bound to pod-q"
+        ),
     )
 
 
@@ -158,10 +287,11 @@ def test_compaction_410_gone(
     kubelet,
     kube_paths,
     claim_timing,
+    reconverge_run,
     verdict,
+    request,
 ):
-    if not kube_cluster.can(COMPACT):
-        pytest.skip(f"{kube_cluster.backend}: cannot compact etcd")
+    require(request, kube_cluster.can(COMPACT), f"{kube_cluster.backend}: cannot compact etcd")
     ns, truth = kube_namespace, kube_truth
     op = _settled_scenario(
         claim_operator, truth, ns, kubelet, {B.WATCH_NO_RELIST_ON_410} if buggy else ()
@@ -170,35 +300,50 @@ def test_compaction_410_gone(
     stale_rv = pods.rv
     with kube_paths.watch_proxy.down():  # every watch stream cut, reconnects refused
         wait_for(lambda: pods.stats.breaks, timeout=SETTLE, what="pods watch cut")
-        kubelet.vanish("pod-p")
+        faults.observed("watch cut", breaks=pods.stats.breaks)
+        _vanish_pod_p(kubelet, truth, ns)
         rev = kube_paths.cluster.compact()
+        faults.observed("etcd compaction", revision=rev)
 
-    def caught() -> str:
-        wait_for(
-            lambda: pods.stats.gone,
-            timeout=SETTLE,
-            what="three 410s in a row",
-            accept=lambda n: n >= 3,
+    relisted_name = "pods relisted after 410"
+
+    def relisted(_: chk.World) -> Finding:
+        st = pods.stats
+        if st.lists >= 2:
+            return Finding(relisted_name, True)
+        return Finding(
+            relisted_name,
+            False,
+            f"410 Gone x{st.gone} re-watching rv {stale_rv} (compacted at {rev}), lists={st.lists}",
         )
-        chk.holds_for(truth, ns, GONE_POD, seconds=claim_timing.wait_cache + 1, what="stuck")
-        assert pods.stats.lists == 1, pods.stats.as_dict()
-        return (
-            f"410 Gone x{pods.stats.gone} re-watching rv {stale_rv} (compacted at {rev}), "
-            f"never relisted; claim-c Bound to pod-p that is gone"
-        )
 
-    def converged() -> str:
-        text = _converged(truth, ns)
-        assert pods.stats.gone >= 1 and pods.stats.lists >= 2, pods.stats.as_dict()
-        return "410 -> relist (P missing = synthetic DELETE); " + text
-
-    chk.judge(
-        verdict,
+    obs = _observe(
+        truth,
+        ns,
+        op,
+        relisted,
+        relisted_name,
+        window=claim_timing.wait_cache + 1,
+        more=lambda: pods.stats.gone >= 3,
+    )
+    verdict.judge(
         suite=SUITE,
         case="no-relist-on-410",
-        buggy=buggy,
+        variant=_variant(buggy),
         fault="cut + etcd compaction",
-        run=caught if buggy else converged,
+        findings=obs.findings,
+        fired={
+            **faults.fired(
+                reconverge_run.dir,
+                verdict.since,
+                effects=["watch cut", "etcd compaction", "pod-p vanished"],
+            ),
+            "410": chk.journaled(
+                reconverge_run.dir, verdict.since, "claims.watch", "gone_410", kind="pods"
+            ),
+        },
+        symptom=_signature(relisted_name, "never relisted after 410 Gone"),
+        fixed_text="410 -> relist (pod-p missing = synthetic DELETE); claim-c -> Bound to pod-q",
     )
 
 
@@ -211,63 +356,116 @@ def test_apiserver_restart(
     kube_namespace,
     kubelet,
     claim_timing,
+    reconverge_run,
     verdict,
+    request,
 ):
-    if not kube_cluster.can(RESTART):
-        pytest.skip(f"{kube_cluster.backend}: cannot restart the API server")
+    require(
+        request, kube_cluster.can(RESTART), f"{kube_cluster.backend}: cannot restart the API server"
+    )
     ns, truth = kube_namespace, kube_truth
     op = _settled_scenario(
         claim_operator, truth, ns, kubelet, {B.WATCH_END_MEANS_DONE} if buggy else ()
     )
     pods = op.informers["pods"]
+    ends = _stream_ends(pods.stats)
     took = kube_cluster.restart_apiserver(graceful=True)
-    wait_for(lambda: _stream_ends(pods.stats), timeout=SETTLE, what="pods watch ended by restart")
-    kubelet.vanish("pod-p")
-
-    def caught() -> str:
-        chk.holds_for(truth, ns, GONE_POD, seconds=_dead_window(claim_timing), what="stuck")
-        assert pods.stats.state == "ended", pods.stats.as_dict()
-        return (
-            f"watch loop ended with the restart ({took:.1f}s); claim-c Bound to pod-p that is gone"
-        )
-
-    chk.judge(
-        verdict,
+    faults.observed("apiserver restart", seconds=round(took, 3))
+    wait_for(
+        lambda: _stream_ends(pods.stats) > ends,
+        timeout=SETTLE,
+        what="pods watch ended by restart",
+    )
+    faults.observed("watch ended by restart", **pods.stats.as_dict())
+    _vanish_pod_p(kubelet, truth, ns)
+    obs = _observe(truth, ns, op, _loop_alive(pods.stats), ALIVE, window=_dead_window(claim_timing))
+    verdict.judge(
         suite=SUITE,
         case="end-means-done",
-        buggy=buggy,
+        variant=_variant(buggy),
         fault="apiserver graceful restart",
-        run=caught if buggy else (lambda: _converged(truth, ns)),
+        findings=obs.findings,
+        fired=faults.fired(
+            reconverge_run.dir,
+            verdict.since,
+            effects=["apiserver restart", "watch ended by restart", "pod-p vanished"],
+        ),
+        symptom=_signature(ALIVE, f"watch loop ended with the restart ({took:.1f}s)"),
+        fixed_text=f"restart ({took:.1f}s) -> re-watched; claim-c Lost -> Bound to pod-q",
     )
 
 
 INTAKE = [
-    pytest.param("duplicate(2)", "each pod event delivered 3 times", id="duplicate"),
+    pytest.param(
+        "duplicate(2)",
+        "each pod event delivered 3 times",
+        "duplicated",
+        lambda n: n >= 2,
+        id="duplicate",
+    ),
     # pod-p's grace-0 DELETE is two events, MODIFIED then DELETED: hold the DELETED back
     # until pod-r's ADDED has been delivered
     pytest.param(
-        "1*off->1*return(reorder)", "pod-p DELETED swapped with pod-r ADDED", id="reorder"
+        "1*off->1*return(reorder)",
+        "pod-p DELETED swapped with pod-r ADDED",
+        "reordered",
+        lambda n: n == 1,
+        id="reorder",
     ),
 ]
 
 
-@pytest.mark.parametrize(("term", "fault"), INTAKE)
+@pytest.mark.parametrize(("term", "fault", "counter", "expect"), INTAKE)
 def test_intake_faults_are_harmless(
-    term, fault, claim_operator, kube_truth, kube_namespace, kubelet, failpoints, verdict
+    term,
+    fault,
+    counter,
+    expect,
+    claim_operator,
+    kube_truth,
+    kube_namespace,
+    kubelet,
+    failpoints,
+    reconverge_run,
+    verdict,
 ):
     ns, truth = kube_namespace, kube_truth
     op = _settled_scenario(claim_operator, truth, ns, kubelet)
-    failpoints.enable("claims.watch.pods.intake", term)
-    kubelet.vanish("pod-p")
+    failpoints.enable(INTAKE_POINT, term)
+    _vanish_pod_p(kubelet, truth, ns)
     kubelet.create_pod("pod-r", labels=pod_labels(m.POD_IDLE))  # a second event to swap with
     st = op.informers["pods"].stats
-    chk.judge(
-        verdict,
+    obs = chk.observe(
+        truth,
+        ns,
+        [
+            chk.fact(REBOUND, chk.claim_bound("claim-c", "pod-q")),
+            chk.counter(
+                f"pods intake {counter}",
+                lambda: int(getattr(st, counter)),
+                expect,
+                f"pods intake {counter}={{n}} with {term}",
+            ),
+        ],
+        op=op,
+        timeout=SETTLE,
+        what="claim-c rebound",
+    )
+    verdict.judge(
         suite=SUITE,
         case="intake",
-        buggy=False,
+        variant="fixed",
         fault=fault,
-        run=lambda: _converged(truth, ns) + f" (dup {st.duplicated}, reordered {st.reordered})",
+        findings=obs.findings,
+        fired=faults.fired(
+            reconverge_run.dir,
+            verdict.since,
+            failpoints=[INTAKE_POINT],
+            effects=["pod-p vanished"],
+        ),
+        fixed_text=(
+            f"claim-c Lost -> Bound to pod-q (duplicated {st.duplicated}, reordered {st.reordered})"
+        ),
     )
 
 
@@ -279,16 +477,17 @@ def test_dropped_delete_healed_by_relist(
     kubelet,
     kube_paths,
     failpoints,
+    reconverge_run,
     verdict,
+    request,
 ):
-    if not kube_cluster.can(COMPACT):
-        pytest.skip(f"{kube_cluster.backend}: cannot compact etcd")
+    require(request, kube_cluster.can(COMPACT), f"{kube_cluster.backend}: cannot compact etcd")
     ns, truth = kube_namespace, kube_truth
     op = _settled_scenario(claim_operator, truth, ns, kubelet)
     pods = op.informers["pods"]
     # pod-p's grace-0 DELETE is two events (MODIFIED with deletionTimestamp, DELETED): drop both
-    failpoints.enable("claims.watch.pods.intake", "2*drop")
-    kubelet.vanish("pod-p")
+    failpoints.enable(INTAKE_POINT, "2*drop")
+    _vanish_pod_p(kubelet, truth, ns)
     wait_for(
         lambda: pods.stats.dropped,
         timeout=SETTLE,
@@ -297,12 +496,51 @@ def test_dropped_delete_healed_by_relist(
     )
     with kube_paths.watch_proxy.down():
         wait_for(lambda: pods.stats.breaks, timeout=SETTLE, what="pods watch cut")
-        kube_paths.cluster.compact()
-    chk.judge(
-        verdict,
+        faults.observed("watch cut", breaks=pods.stats.breaks)
+        rev = kube_paths.cluster.compact()
+        faults.observed("etcd compaction", revision=rev)
+    obs = chk.observe(
+        truth,
+        ns,
+        [
+            chk.fact(REBOUND, chk.claim_bound("claim-c", "pod-q")),
+            chk.counter(
+                "pods intake dropped both delete events",
+                lambda: pods.stats.dropped,
+                lambda n: n == 2,
+                "pods intake dropped {n} events",
+            ),
+        ],
+        op=op,
+        timeout=SETTLE,
+        what="claim-c rebound",
+    )
+    # the heal must be the relist the 410 forced, not something else (journal evidence)
+    relists = chk.journaled(
+        reconverge_run.dir, verdict.since, "claims.watch", "listed", kind="pods", relist=True
+    )
+    findings = [
+        *obs.findings,
+        Finding("pods relisted after the 410", True)
+        if relists
+        else Finding("pods relisted after the 410", False, "no relist journaled after the 410"),
+    ]
+    verdict.judge(
         suite=SUITE,
         case="intake",
-        buggy=False,
+        variant="fixed",
         fault="DELETE dropped, then 410",
-        run=lambda: _converged(truth, ns) + f" after relist #{pods.stats.lists}",
+        findings=findings,
+        fired={
+            **faults.fired(
+                reconverge_run.dir,
+                verdict.since,
+                failpoints=[INTAKE_POINT],
+                effects=["pod-p vanished", "watch cut", "etcd compaction"],
+            ),
+            "410": chk.journaled(
+                reconverge_run.dir, verdict.since, "claims.watch", "gone_410", kind="pods"
+            ),
+        },
+        fixed_text=f"dropped DELETE healed by relist #{pods.stats.lists} after the 410",
     )

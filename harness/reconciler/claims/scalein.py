@@ -67,6 +67,14 @@ def scale_in(
     """Delete ``count`` claims; returns the claims the set still owns."""
     candidates = list(owned)
     migrating: list[dict[str, Any]] = []
+    # journaled in both variants: the evidence a case's scale-in met a migrating claim
+    ctx.log(
+        "scale-in",
+        claimset=m.name(claimset),
+        count=count,
+        owned=sorted(m.name(c) for c in owned),
+        migrating=sorted(m.name(c) for c in owned if m.source_pod(c)),
+    )
     if not ctx.bugs.on(SCALEIN_INCLUDES_MIGRATING):
         # fix 1b8f2364e53c (PR #592 bug 2): a claim with spec.sourcePod is mid-migration;
         # deleting it makes its Finalize race the migration (issue #591). Skip it and clamp
