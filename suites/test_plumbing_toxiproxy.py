@@ -4,6 +4,11 @@ Each case applies one fault and asserts the effect a client can observe: latency
 measured, a reset is seen as a reset, a black-holing timeout as a stall, limit_data as a
 close after exactly N bytes. A last case injects a failpoint inside the server instead of
 on the wire. If these pass, the fault plumbing the other suites stand on works.
+
+Each row's "fired" count is evidence, not a constant: a toxic has no trigger record of its
+own, so the case journals the effect it measured (``faults.observed``, with the
+measurement) and the count is read back from the journal; the failpoint's count is its
+``trigger`` records, checked against the failpoint's own counter.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import time
 
 import pytest
 
+from harness.checks import faults
 from harness.echo import roundtrip
 
 pytestmark = [pytest.mark.needs("toxiproxy"), pytest.mark.suite]
@@ -22,6 +28,14 @@ SUITE = "plumbing"
 
 def _connect(proxy, timeout: float = 5.0) -> socket.socket:
     return socket.create_connection((proxy.host, proxy.port), timeout=timeout)
+
+
+def _fired(run, verdict, effect: str, **measured: object) -> dict[str, int]:
+    """Journal the effect this case measured, and read its count back from the journal."""
+    faults.observed(effect, **measured)
+    fired = faults.fired(run.dir, verdict.since, effects=[effect])
+    assert fired[effect] >= 1, f"{effect}: the observation was not journaled ({fired})"
+    return fired
 
 
 def _read_until_eof(sock: socket.socket) -> tuple[bytes, int]:
@@ -35,7 +49,7 @@ def _read_until_eof(sock: socket.socket) -> tuple[bytes, int]:
         chunks += 1
 
 
-def test_baseline_passes_bytes(toxiproxy, echo_server, verdict):
+def test_baseline_passes_bytes(toxiproxy, echo_server, reconverge_run, verdict):
     proxy = toxiproxy.create("echo", echo_server.address)
     assert roundtrip(proxy.host, proxy.port, b"hello") == b"hello\n"
     verdict.record(
@@ -45,10 +59,11 @@ def test_baseline_passes_bytes(toxiproxy, echo_server, verdict):
         fault="none",
         outcome="PASSED",
         symptom="bytes echoed unchanged",
+        fired=_fired(reconverge_run, verdict, "relayed unchanged", bytes=6),
     )
 
 
-def test_latency_is_added(toxiproxy, echo_server, verdict):
+def test_latency_is_added(toxiproxy, echo_server, reconverge_run, verdict):
     proxy = toxiproxy.create("echo", echo_server.address)
     t0 = time.monotonic()
     roundtrip(proxy.host, proxy.port, b"warm")
@@ -66,10 +81,13 @@ def test_latency_is_added(toxiproxy, echo_server, verdict):
         fault="latency 300ms",
         outcome="PASSED",
         symptom=f"rtt {base * 1000:.0f}ms -> {slowed * 1000:.0f}ms",
+        fired=_fired(
+            reconverge_run, verdict, "latency", base_ms=round(base * 1000), ms=round(slowed * 1000)
+        ),
     )
 
 
-def test_bandwidth_throttles(toxiproxy, echo_server, verdict):
+def test_bandwidth_throttles(toxiproxy, echo_server, reconverge_run, verdict):
     proxy = toxiproxy.create("echo", echo_server.address)
     proxy.add_toxic("bandwidth", rate=32)  # KB/s downstream
     payload = b"x" * 32 * 1024
@@ -84,10 +102,11 @@ def test_bandwidth_throttles(toxiproxy, echo_server, verdict):
         fault="rate 32KB/s",
         outcome="PASSED",
         symptom=f"32KiB in {took:.2f}s",
+        fired=_fired(reconverge_run, verdict, "bandwidth", kib=32, seconds=round(took, 3)),
     )
 
 
-def test_slow_close_delays_eof(toxiproxy, echo_server, verdict):
+def test_slow_close_delays_eof(toxiproxy, echo_server, reconverge_run, verdict):
     proxy = toxiproxy.create("echo", echo_server.address)
     proxy.add_toxic("slow_close", delay=400)
     with _connect(proxy) as s:
@@ -104,10 +123,11 @@ def test_slow_close_delays_eof(toxiproxy, echo_server, verdict):
         fault="slow_close 400ms",
         outcome="PASSED",
         symptom=f"EOF after {took * 1000:.0f}ms",
+        fired=_fired(reconverge_run, verdict, "slow_close", eof_ms=round(took * 1000)),
     )
 
 
-def test_timeout_zero_is_a_stall(toxiproxy, echo_server, verdict):
+def test_timeout_zero_is_a_stall(toxiproxy, echo_server, reconverge_run, verdict):
     proxy = toxiproxy.create("echo", echo_server.address)
     proxy.add_toxic("timeout", timeout=0)
     with _connect(proxy, timeout=0.7) as s:
@@ -121,10 +141,11 @@ def test_timeout_zero_is_a_stall(toxiproxy, echo_server, verdict):
         fault="timeout 0 (black hole)",
         outcome="PASSED",
         symptom="no data and no close within 0.7s",
+        fired=_fired(reconverge_run, verdict, "timeout 0", silent_s=0.7),
     )
 
 
-def test_timeout_closes_after_n_ms(toxiproxy, echo_server, verdict):
+def test_timeout_closes_after_n_ms(toxiproxy, echo_server, reconverge_run, verdict):
     proxy = toxiproxy.create("echo", echo_server.address)
     proxy.add_toxic("timeout", timeout=300)
     with _connect(proxy) as s:
@@ -141,10 +162,11 @@ def test_timeout_closes_after_n_ms(toxiproxy, echo_server, verdict):
         fault="timeout 300ms",
         outcome="PASSED",
         symptom=f"closed without data after {took * 1000:.0f}ms",
+        fired=_fired(reconverge_run, verdict, "timeout", closed_ms=round(took * 1000)),
     )
 
 
-def test_reset_peer_is_a_reset(toxiproxy, echo_server, verdict):
+def test_reset_peer_is_a_reset(toxiproxy, echo_server, reconverge_run, verdict):
     proxy = toxiproxy.create("echo", echo_server.address)
     proxy.add_toxic("reset_peer", timeout=0)
     with _connect(proxy) as s:
@@ -159,10 +181,11 @@ def test_reset_peer_is_a_reset(toxiproxy, echo_server, verdict):
         fault="reset_peer 0ms",
         outcome="PASSED",
         symptom="ECONNRESET on first data",
+        fired=_fired(reconverge_run, verdict, "reset_peer", error="ECONNRESET"),
     )
 
 
-def test_slicer_fragments_but_preserves(toxiproxy, echo_server, verdict):
+def test_slicer_fragments_but_preserves(toxiproxy, echo_server, reconverge_run, verdict):
     proxy = toxiproxy.create("echo", echo_server.address)
     proxy.add_toxic("slicer", average_size=8, size_variation=0, delay=2000)
     payload = b"y" * 256
@@ -178,10 +201,11 @@ def test_slicer_fragments_but_preserves(toxiproxy, echo_server, verdict):
         fault="slices of 8 bytes",
         outcome="PASSED",
         symptom=f"257 bytes in {chunks} chunks, intact",
+        fired=_fired(reconverge_run, verdict, "slicer", chunks=chunks),
     )
 
 
-def test_limit_data_closes_after_n_bytes(toxiproxy, echo_server, verdict):
+def test_limit_data_closes_after_n_bytes(toxiproxy, echo_server, reconverge_run, verdict):
     proxy = toxiproxy.create("echo", echo_server.address)
     proxy.add_toxic("limit_data", bytes=10)
     with _connect(proxy) as s:
@@ -195,10 +219,11 @@ def test_limit_data_closes_after_n_bytes(toxiproxy, echo_server, verdict):
         fault="limit_data 10 bytes",
         outcome="PASSED",
         symptom="closed after exactly 10 bytes",
+        fired=_fired(reconverge_run, verdict, "limit_data", bytes=len(data)),
     )
 
 
-def test_down_refuses_then_recovers(toxiproxy, echo_server, verdict):
+def test_down_refuses_then_recovers(toxiproxy, echo_server, reconverge_run, verdict):
     proxy = toxiproxy.create("echo", echo_server.address)
     with proxy.down(), pytest.raises(ConnectionRefusedError):
         _connect(proxy, timeout=2).close()
@@ -210,10 +235,11 @@ def test_down_refuses_then_recovers(toxiproxy, echo_server, verdict):
         fault="proxy disabled",
         outcome="PASSED",
         symptom="connect refused, then echo again",
+        fired=_fired(reconverge_run, verdict, "down", error="ECONNREFUSED"),
     )
 
 
-def test_failpoint_drops_one_reply(toxiproxy, echo_server, failpoints, verdict):
+def test_failpoint_drops_one_reply(toxiproxy, echo_server, failpoints, reconverge_run, verdict):
     proxy = toxiproxy.create("echo", echo_server.address)
     failpoints.enable("echo.reply", "1*drop")
     with _connect(proxy, timeout=0.7) as s:
@@ -225,6 +251,8 @@ def test_failpoint_drops_one_reply(toxiproxy, echo_server, failpoints, verdict):
         assert s.recv(64) == b"second\n"
     st = failpoints.status("echo.reply")
     assert st.triggers == 1 and st.hits == 2, st
+    fired = faults.fired(reconverge_run.dir, verdict.since, failpoints=["echo.reply"])
+    assert fired == {"echo.reply": st.triggers}, f"journal {fired} vs failpoint status {st}"
     verdict.record(
         suite=SUITE,
         case="failpoint",
@@ -232,4 +260,5 @@ def test_failpoint_drops_one_reply(toxiproxy, echo_server, failpoints, verdict):
         fault="echo.reply=1*drop",
         outcome="PASSED",
         symptom="first reply swallowed, second delivered",
+        fired=fired,
     )
