@@ -2,8 +2,14 @@
 
 ``sandbox_env`` gives a case its own containerd namespace, a toxiproxy proxy in front of
 containerd's gRPC socket, and a factory for reconcilers (``sandbox_env.reconciler(bugs)``)
-that talk through that proxy. Buggy variants leak shims on purpose; teardown reaps what the
-case left (and journals it) so the next case and the run-level leak check start clean.
+that talk through that proxy.
+
+Teardown runs the leak detector on the case's namespace **before anything is reaped**
+(containers containerd still lists are the case's live sandboxes, not leaks): a fixed
+variant (param id starting with ``fixed``) fails on any finding, each line naming the
+leaked shim, its pid, the container and the test; a buggy variant's deliberate leak is
+journaled (``teardown``/``deliberate_leak``). Then everything is reaped, and what the reap
+could not remove fails the case too: the next case must start clean.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import contextlib
 import hashlib
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,9 +27,11 @@ import pytest
 
 from harness import journal
 from harness.checks import leaks
+from harness.containerd_fixtures import LEAK_BUDGET_S
 from harness.providers.containerd import STUB_RUNTIME, Containerd
 from harness.reconciler.sandbox import ReconcilerHost, Timing
 from harness.run import Run
+from harness.verdict import Unobservable
 
 FP = "io.containerd.runtime.v2.shim.failpoint."
 
@@ -59,6 +67,8 @@ class SandboxEnv:
     timing: Timing
     store: Path
     hosts: list[ReconcilerHost] = field(default_factory=list)
+    #: containerd's FIFO fds before the case (the teardown leak check counts beyond them)
+    fifo_baseline: list[str] = field(default_factory=list)
 
     @property
     def run_dir(self) -> Path:
@@ -137,14 +147,114 @@ def sandbox_env(
     proxy = toxiproxy.create("containerd", containerd_grpc_relay)
     store = reconverge_run.path("sandbox", mkdir=True) / f"{ns}.sqlite"
     env = SandboxEnv(containerd, reconverge_run, ns, proxy, sandbox_timing, store)
+    leaks.claim_namespace(reconverge_run.dir, ns, nodeid)
+    pid = containerd.proc.pid if containerd.proc else None
+    env.fifo_baseline = leaks.fifo_fds(pid) if pid else []
     yield env
     for host in reversed(env.hosts):
         with contextlib.suppress(Exception):
             host.close()
-    _reap(env)
+    problems = teardown_leak_check(
+        env, test=nodeid, variant=variant_of(request.node), strict=_strict(request)
+    )
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
 
 
-def _reap(env: SandboxEnv) -> None:
+def variant_of(item: pytest.Item) -> str:
+    """``fixed`` / ``buggy`` from the case's param id (``fixed``, ``buggy-<switch>``…)."""
+    callspec = getattr(item, "callspec", None)
+    ident = callspec.id if callspec is not None else ""
+    if ident.startswith("fixed"):
+        return "fixed"
+    if ident.startswith("buggy"):
+        return "buggy"
+    return "-"
+
+
+def _strict(request: pytest.FixtureRequest) -> bool:
+    try:
+        return bool(request.config.getoption("reconverge_strict"))
+    except ValueError:
+        return False
+
+
+def teardown_leak_check(
+    env: SandboxEnv, *, test: str, variant: str, strict: bool = False
+) -> list[str]:
+    """Leak-check the case's namespace, reap it, check the reap; the teardown errors to raise.
+
+    Before anything is reaped: the tasks containerd lists are the case's live sandboxes
+    (known); every other shim, daemon, task process, bundle or FIFO is a leak — a failure
+    for a fixed variant, journaled evidence for a buggy one. A check that could not observe
+    (containerd or a shim did not answer) fails a fixed variant under ``strict`` and is
+    journaled either way. After the reap, anything left is a failure whatever the variant.
+    """
+    c, ns = env.containerd, env.namespace
+    problems: list[str] = []
+    found: list[leaks.Finding] = []
+    pid = c.proc.pid if c.proc else None
+    try:
+        live = set(leaks.containerd_tasks(c.address, ns))
+        found = leaks.wait_until_clean(
+            env.run_dir,
+            timeout=LEAK_BUDGET_S,
+            state_dir=c.state,
+            namespace=ns,
+            known_tasks=live,
+            test=test,
+            containerd_pid=pid,
+            fifo_baseline=env.fifo_baseline,
+        )
+    except Unobservable as exc:
+        journal.emit("teardown", "leak_check_unobservable", test=test, reason=str(exc))
+        if variant == "fixed" and strict:
+            problems.append(f"leak check at teardown could not observe: {exc}")
+    if found:
+        event = "deliberate_leak" if variant == "buggy" else "leak"
+        for f in found:
+            journal.emit(
+                "teardown",
+                event,
+                test=test,
+                kind=f.kind,
+                namespace=f.namespace,
+                id=f.container_id,
+                pid=f.pid,
+                latency_ms=round((f.latency or 0.0) * 1000, 1),
+                evidence=f.evidence,
+            )
+        if variant != "buggy":
+            problems.append(
+                f"{variant} variant leaked (found at teardown, before the reap):\n"
+                + "\n".join(f"  {f}" for f in found)
+            )
+    _reap(env, found)
+    try:
+        left = leaks.wait_until_clean(
+            env.run_dir,
+            timeout=REAP_BUDGET_S,
+            state_dir=c.state,
+            namespace=ns,
+            test=test,
+            containerd_address=c.address,
+        )
+    except Unobservable as exc:
+        left = []
+        journal.emit("teardown", "reap_check_unobservable", test=test, reason=str(exc))
+    if left:
+        problems.append(
+            "teardown could not reap (the next case would not start clean):\n"
+            + "\n".join(f"  {f}" for f in left)
+        )
+    return problems
+
+
+#: How long the reap may take to show as clean (ctr deletes, shims exiting after Shutdown).
+REAP_BUDGET_S = 3.0
+
+
+def _reap(env: SandboxEnv, found: Collection[leaks.Finding] = ()) -> None:
     """Kill what the case left in its namespace (deliberate leaks included), journaled."""
     c, ns = env.containerd, env.namespace
     with contextlib.suppress(Exception):
@@ -156,6 +266,7 @@ def _reap(env: SandboxEnv) -> None:
     for e in leaks.registry(env.run_dir):
         if e.get("namespace") == ns:
             leaks.reap(e)
+    leaks.reap_findings(found)
     with contextlib.suppress(Exception):
         for line in c.ctr(ns, "container", "ls", "-q").split():
             with contextlib.suppress(Exception):
