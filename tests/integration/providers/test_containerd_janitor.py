@@ -18,6 +18,7 @@ import pytest
 from harness import janitor
 from harness.checks import leaks
 from harness.providers.containerd import STUB_RUNTIME
+from harness.shim import identity
 from harness.wait import wait_for
 
 pytestmark = pytest.mark.needs("containerd")
@@ -44,16 +45,12 @@ def _what(pid: int) -> str:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return "gone"
-    if b"harness.shim.daemon" in argv:
+    if identity.is_stub(pid):
         return "shim"
     name = os.path.basename(argv[0].decode(errors="replace"))
     if name in ("containerd", "socat"):
         return name
-    return "task" if any(pid in leaks.children_of(s) for s in _shims()) else name
-
-
-def _shims() -> list[int]:
-    return [int(d) for d in os.listdir("/proc") if d.isdigit() and leaks.shim_alive(int(d))]
+    return "task" if pid in {t.pid for t in identity.task_procs()} else name
 
 
 def _left(run_id: str) -> dict[str, list[int]]:
