@@ -48,12 +48,15 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_timeline(args: argparse.Namespace) -> int:
-    from harness.journal import merge
-    from harness.report import timeline
+    from harness.report import commands
 
-    records = merge.load(args.run_dir)
-    print(timeline.render(records, tail=args.tail))
-    return 0
+    return commands.timeline_cmd(args.path, tail=args.tail)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from harness.report import commands
+
+    return commands.report_cmd(args.path, output=args.output, trace=args.trace)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -97,10 +100,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("rest", nargs=argparse.REMAINDER, help="e.g. ensure containerd@v2.1.5")
     b.set_defaults(fn=_cmd_build)
 
-    t = sub.add_parser("timeline", help="render the T1…Tn timeline of a run or artifact dir")
-    t.add_argument("run_dir")
-    t.add_argument("--tail", type=int, default=None)
+    what = "a failure bundle (journal.jsonl), a run or artifacts dir (journal/*.jsonl) or a file"
+    t = sub.add_parser(
+        "timeline", help="print the T1…Tn table of a bundle or run dir; exit 2 if none"
+    )
+    t.add_argument("path", metavar="BUNDLE_OR_RUN_DIR", help=what)
+    t.add_argument("--tail", type=int, default=None, help="only the last N rows (T-numbers kept)")
     t.set_defaults(fn=_cmd_timeline)
+
+    rep = sub.add_parser("report", help="write the HTML report + trace JSON of a bundle or run dir")
+    rep.add_argument("path", metavar="BUNDLE_OR_RUN_DIR", help=what)
+    rep.add_argument("-o", "--output", default=None, help="HTML file (default: <dir>/report.html)")
+    rep.add_argument("--trace", default=None, help="trace JSON file (default: beside the HTML)")
+    rep.set_defaults(fn=_cmd_report)
 
     r = sub.add_parser("run", help="run suites (optionally repeated) and print the verdict table")
     r.add_argument("select", nargs="*", help="suite paths or pytest node ids (default: suites/)")

@@ -1,0 +1,38 @@
+"""``reconverge timeline`` and ``reconverge report``: replay an artifact on a terminal or a page.
+
+Both take a failure bundle, a run directory (kept with ``--reconverge-keep``), an artifacts
+directory or a journal file; a missing or empty one is a :class:`ReconvergeError` (one line,
+exit 2) raised by :func:`harness.report.source.load`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.report import bundle, source, timeline
+
+
+def timeline_cmd(path: str, *, tail: int | None = None) -> int:
+    """Print the T1…Tn table of an artifact, then its replay line when it has one."""
+    ev = source.load(path)
+    print(timeline.render(ev.records, tail=tail, title=f"timeline of {ev.title}"))
+    if ev.meta.get("repro"):
+        print(f"replay: {ev.meta['repro']}")
+    return 0
+
+
+def report_cmd(path: str, *, output: str | None = None, trace: str | None = None) -> int:
+    """Write the HTML report (default ``<dir>/report.html``) and the trace JSON beside it."""
+    ev = source.load(path)
+    base = ev.path if ev.path.is_dir() else ev.path.parent
+    out = Path(output) if output else base / "report.html"
+    page, tr = bundle.render_report(ev.records, title=ev.title, meta=ev.meta, verdicts=ev.verdicts)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page)
+    trace_path = Path(trace) if trace else out.with_name(out.stem + ".trace.json")
+    if out.name == "report.html" and not trace:
+        trace_path = out.with_name("trace.json")
+    trace_path.write_text(tr)
+    print(f"report: {out}")
+    print(f"trace:  {trace_path} (ui.perfetto.dev or chrome://tracing)")
+    return 0
