@@ -198,16 +198,21 @@ def test_finalize_pod_held_by_other_claim(
         fired={
             **faults.fired(reconverge_run.dir, verdict.since, effects=["overwrite", "delete"]),
             # Finalize met pod-p held by claim-b (the branch bug 1 lives in), either way
-            "finalize-held": chk.journaled(
-                reconverge_run.dir,
-                verdict.since,
-                "claims",
-                "skip reclaim, pod still claimed by other CNClaim"
-                if buggy
-                else "release pod label, pod claimed by other CNClaim",
-                ns=ns,
-                claim="claim-a",
-                pod="pod-p",
+            "finalize-held": sum(
+                chk.journaled(
+                    reconverge_run.dir,
+                    verdict.since,
+                    "claims",
+                    event,
+                    ns=ns,
+                    claim="claim-a",
+                    pod="pod-p",
+                    holder="claim-b",
+                )
+                for event in (
+                    "skip reclaim, pod still claimed by other CNClaim",  # the switch on
+                    "release pod label, pod claimed by other CNClaim",  # the fix
+                )
             ),
         },
         symptom=finalize_signature,
