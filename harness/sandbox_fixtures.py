@@ -195,7 +195,7 @@ def teardown_leak_check(
     found: list[leaks.Finding] = []
     pid = c.proc.pid if c.proc else None
     try:
-        live = set(leaks.containerd_tasks(c.address, ns))
+        live = set(leaks.containerd_tasks(c.address, ns, timeout=2 * LEAK_BUDGET_S))
         found = leaks.wait_until_clean(
             env.run_dir,
             timeout=LEAK_BUDGET_S,

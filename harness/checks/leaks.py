@@ -637,8 +637,9 @@ def wait_until_clean(
     if not last:
         return []
     out = []
+    replies = _LazyDeleteReplies(run_dir)
     for f in last:
-        ref, ref_name = _removal_time(run_dir, f, removed_at)
+        ref, ref_name = _removal_time(replies, f, removed_at)
         if ref is None:
             ref, ref_name = t0, "the check started"
         out.append(replace(f, latency=max(first[_key(f)] - ref, 0.0), latency_from=ref_name))
@@ -665,29 +666,51 @@ def journal_emit(event: str, **fields: object) -> None:
     journal.emit("leaks", event, **fields)
 
 
+class _LazyDeleteReplies:
+    """The shims' journaled ``Delete`` replies by container id, loaded once, only if asked.
+
+    Why lazy: merging the run's journal costs time proportional to the whole run, and only
+    a leak without a caller-given removal time needs it.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self._by_shim: dict[tuple[int, str], float] | None = None
+
+    def last(self, shim_pid: int, container_id: str) -> float | None:
+        """The last Delete reply daemon ``shim_pid`` journaled for ``container_id`` (ids
+        repeat across cases — every seed case calls its sandbox ``sb`` — pids do not)."""
+        if self._by_shim is None:
+            from harness.journal import merge
+
+            self._by_shim = {}
+            try:
+                records = merge.load(self.run_dir)
+            except (OSError, ValueError):
+                records = []
+            for r in records:
+                if (
+                    r.component == "shim"
+                    and r.event == "reply"
+                    and r.fields.get("method") == "Delete"
+                ):
+                    key = (r.pid, str(r.fields.get("id", "")))
+                    self._by_shim[key] = max(self._by_shim.get(key, r.mono), r.mono)
+        return self._by_shim.get((shim_pid, container_id))
+
+
 def _removal_time(
-    run_dir: Path, f: Finding, removed_at: float | Mapping[str, float] | None
+    replies: _LazyDeleteReplies, f: Finding, removed_at: float | Mapping[str, float] | None
 ) -> tuple[float | None, str]:
     """When ``f``'s container was removed (monotonic), and what that time is."""
     if isinstance(removed_at, int | float):
         return float(removed_at), "removal"
     if isinstance(removed_at, Mapping) and f.container_id in removed_at:
         return float(removed_at[f.container_id]), "removal"
-    from harness.journal import merge
-
-    try:
-        records = merge.load(run_dir)
-    except (OSError, ValueError):
-        return None, ""
-    replies = [
-        r.mono
-        for r in records
-        if r.component == "shim"
-        and r.event == "reply"
-        and r.fields.get("method") == "Delete"
-        and r.fields.get("id") == f.container_id
-    ]
-    return (max(replies), "the shim's Delete reply") if replies else (None, "")
+    if f.kind not in ("shim-process", "shim-unregistered"):
+        return None, ""  # no daemon pid to match a journaled Delete against
+    mono = replies.last(f.pid, f.container_id)
+    return (mono, "the shim's Delete reply") if mono is not None else (None, "")
 
 
 def _key(f: Finding) -> tuple[str, str, str, str]:

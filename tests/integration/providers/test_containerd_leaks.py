@@ -11,11 +11,13 @@ failure is the point).
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
 from harness.checks import leaks
 from harness.providers.containerd import STUB_RUNTIME
+from harness.shim import identity
 from harness.verdict import Unobservable
 
 pytestmark = pytest.mark.needs("containerd")
@@ -65,6 +67,27 @@ def test_a_live_task_is_found_and_attributed_then_clean_within_budget(
     assert one < 0.5, f"one clean probe took {one:.3f} s"
 
 
+def test_a_real_daemon_without_its_registry_entry_is_found_by_the_proc_scan(
+    containerd, ctd_namespace, reconverge_run, request
+):
+    """The registry is one witness; /proc is another. A live stub daemon whose entry is gone
+    (an older or broken stub, a fork that never wrote one) is still found, by its name and
+    run, and attributed by the bundle it runs in."""
+    ns, cid = ctd_namespace, "unlisted"
+    _run_stub(containerd, ns, cid)
+    entry = leaks.registry_entry(reconverge_run.dir, ns, cid)
+    pid = int(entry["pid"])
+    assert identity.comm(pid) == identity.NAME and identity.run_of(pid) == reconverge_run.id
+    assert identity.registry_of(pid, reconverge_run.dir) == (ns, cid)
+    Path(entry["registry"]).unlink()
+    found = leaks.find_leaks(reconverge_run.dir, namespace=ns)
+    assert [(f.kind, f.namespace, f.container_id, f.pid, f.test) for f in found] == [
+        ("shim-unregistered", ns, cid, pid, request.node.nodeid)
+    ], found
+    assert leaks.find_leaks(reconverge_run.dir, namespace=ns, known_tasks={cid}) == []
+    containerd.remove_task(ns, cid)  # Shutdown still ends it; the check at teardown is clean
+
+
 def test_a_containerd_that_cannot_answer_is_unobservable_not_clean(tmp_path):
     """No containerd on the socket: neither "no tasks" nor a finding — Unobservable, at once."""
     gone = tmp_path / "nothing.sock"
@@ -74,13 +97,16 @@ def test_a_containerd_that_cannot_answer_is_unobservable_not_clean(tmp_path):
         lambda: leaks.wait_until_clean(tmp_path, timeout=0.3, containerd_address=gone),
     ):
         t0 = time.monotonic()
-        with pytest.raises(Unobservable, match="did not answer Tasks.List .cap [0-9.]*s.: UNAVAILABLE"):
+        with pytest.raises(
+            Unobservable, match=r"did not answer Tasks\.List \(cap [0-9.]*s\): UNAVAILABLE"
+        ):
             ask()
         assert time.monotonic() - t0 < 2.0
 
 
 LEFT_BEHIND = """
 from harness.providers.containerd import STUB_RUNTIME
+from harness.shim import identity
 from harness.verdict import Unobservable
 
 def _run(containerd, ns, cid):

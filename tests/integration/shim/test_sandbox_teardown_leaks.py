@@ -94,6 +94,7 @@ def test_a_fixed_case_that_leaks_fails_at_teardown(pytester, short_run_root, mon
     line = next(ln for ln in out.splitlines() if ln.strip().startswith("shim-process of "))
     assert "/leaky" in line and f"pid {pid.group(1)}" in line, line
     assert "test_leaks_a_shim[fixed]" in line and "answers Connect" in line, line
+    assert "ms after the shim's Delete reply" in line, line  # its detection latency
     journaled = re.search(r"TEARDOWN (\[.*\])", out)
     assert journaled, out
     import json
