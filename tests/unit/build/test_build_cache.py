@@ -91,3 +91,8 @@ def test_main_usage_and_unknown_component_are_one_line(capsys):
     assert main(["ensure", "nope"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown component" in err
+
+
+def test_images_subcommand_is_in_the_usage(capsys):
+    assert main(["nope"]) == 2
+    assert "images" in capsys.readouterr().err
