@@ -19,7 +19,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -160,7 +159,9 @@ def reconverge_run(request: pytest.FixtureRequest) -> Iterator[Run]:
     r = run_mod.start(purpose="pytest", seed=session_seed(request.config), proc=f"pytest-{worker}")
     request.config.stash[_RUN] = r
     yield r
-    r.close()
+    from harness.report import plugin as report_plugin
+
+    report_plugin.close_run(request.config, r)  # saves the journal, honours --reconverge-keep
 
 
 _RUN = pytest.StashKey["Run"]()
@@ -486,8 +487,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
 
 def repro_command(config: pytest.Config, nodeid: str) -> str:
-    """The one command that replays a case with the same seed."""
-    return f".venv/bin/reconverge repro '{nodeid}@{session_seed(config)}'"
+    """The one line that replays a case: same seed, settings and forced faults or bugs."""
+    from harness.report import bundle
+
+    return bundle.repro_line(config, nodeid)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -512,24 +515,24 @@ def _attach_failure(item: pytest.Item, report: Any) -> None:
         lines.append(timeline.render(records, tail=40, title=f"timeline of {item.nodeid}"))
         art = item.config.getoption("reconverge_artifacts")
         if art:
-            bundle = _write_bundle(Path(art), item, run, records)
-            lines.append(f"artifacts: {bundle}")
+            bundle = _write_bundle(Path(art), item, run, records, report)
+            lines.append(f"artifacts: {bundle} (reconverge report {bundle})")
+        if item.config.getoption("reconverge_keep", default=False):
+            lines.append(f"run dir {run.dir}: kept at the end of the session (--reconverge-keep)")
     lines.append(f"replay: {repro_command(item.config, item.nodeid)}")
     report.sections.append(("reconverge", "\n".join(lines)))
 
 
-def _write_bundle(root: Path, item: pytest.Item, run: Run, records: list[Any]) -> Path:
-    from harness.report import timeline
+def _write_bundle(
+    root: Path, item: pytest.Item, run: Run, records: list[Any], report: Any = None
+) -> Path:
+    """``<artifacts>/failures/<case>/``: journal, timeline, report.html, repro, meta, logs."""
+    from harness.report import bundle
 
-    bundle = root / _slug(item.nodeid, 80)
-    bundle.mkdir(parents=True, exist_ok=True)
-    (bundle / "timeline.txt").write_text(timeline.render(records))
-    (bundle / "journal.jsonl").write_text("\n".join(r.to_json() for r in records) + "\n")
-    (bundle / "repro.txt").write_text(repro_command(item.config, item.nodeid) + "\n")
-    logs = run.dir / "logs"
-    if logs.is_dir():
-        shutil.copytree(logs, bundle / "logs", dirs_exist_ok=True)
-    return bundle
+    rows = [v for k, v in getattr(report, "user_properties", ()) if k == _VERDICT_KEY]
+    verdict = json.loads(str(rows[-1])) if rows else None
+    where = bundle.case_dir(root, _slug(item.nodeid, 80))
+    return bundle.write_case(where, item, run, records, verdict=verdict)
 
 
 # -- path-specific fixtures -----------------------------------------------------------------
@@ -542,6 +545,7 @@ pytest_plugins = [
         "harness.kube_fixtures",
         "harness.sandbox_fixtures",
         "harness.cri_fixtures",
+        "harness.report.plugin",
     )
     if importlib.util.find_spec(name) is not None
 ]

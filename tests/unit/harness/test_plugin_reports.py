@@ -54,13 +54,13 @@ def test_failure_prints_timeline_and_replay_command(isolated, tmp_path):
         [
             "*timeline of test_failure_prints_timeline_and_replay_command.py::test_fails*",
             "*fault_fired*point=x*",
-            "*replay: .venv/bin/reconverge repro '*::test_fails@42'*",
+            "*replay: cd * && *reconverge repro *::test_fails@42*",
         ]
     )
-    bundles = list(art.iterdir())
+    bundles = list((art / "failures").iterdir())
     assert len(bundles) == 1
     assert "fault_fired" in (bundles[0] / "timeline.txt").read_text()
-    assert (bundles[0] / "repro.txt").read_text().endswith("@42'\n")
+    assert (bundles[0] / "repro.txt").read_text().endswith("::test_fails@42\n")
 
 
 def test_missing_component_skips_locally_and_fails_strict(isolated, monkeypatch):
