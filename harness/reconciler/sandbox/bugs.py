@@ -2,7 +2,8 @@
 
 A switch name is the *pre-fix* behaviour: enabling it makes the reconciler buggy; with no
 switch enabled it is the fixed one. Each switch is tested in exactly one place, next to the
-code it changes, with a comment citing the seed and the upstream commit it models.
+code it changes, with a comment citing the seed and the upstream commit it models. A group
+alias (:data:`GROUPS`) names a whole pre-fix commit whose fix added several defence lines.
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ from harness.errors import ReconvergeError
 from harness.reconciler.switch import Switch
 
 # -- seed a: CubeSandbox issue #403, fix PR #404 (pre-fix 7b6ad491, fix 32a30f5c) ------------
-PAUSE_RESUME_PRE404 = "cube.pause_resume_pre404"
+# PR #404 added four defence lines; each has its own switch so a case can say which one it
+# exercises, and the pre-fix commit as a whole is the group alias below.
+PAUSE_NO_OWN_DEADLINE = "cube.pause_no_own_deadline"
+NO_RECONCILE_AFTER_RPC_ERROR = "cube.no_reconcile_after_rpc_error"
+IGNORES_PAUSE_EVENTS = "cube.ignores_pause_events"
+DEADGC_SKIPS_STUCK_PAUSING = "cube.deadgc_skips_stuck_pausing"
+PAUSE_RESUME_PRE404 = "cube.pause_resume_pre404"  # group: all four lines off (7b6ad491)
 RESUMED_EVENT_KEEPS_BINDINGS = "cube.resumed_event_keeps_bindings"
 DEADGC_PROBES_PAUSING = "cube.deadgc_probes_pausing"
 # -- seed b: containerd #12344, fix PR #12400 (pre-fix 0034ae95, fix 2042e805b) --------------
@@ -28,10 +35,32 @@ SWITCHES: dict[str, Switch] = {
     s.name: s
     for s in (
         Switch(
-            PAUSE_RESUME_PRE404,
-            "pause.py, events.py, deadgc.py",
-            "seed a: CubeSandbox #403, pre-fix 7b6ad491 (fix 32a30f5c, PR #404)",
-            "sandbox stuck PAUSING (or PAUSED) while the shim reports paused (or running)",
+            PAUSE_NO_OWN_DEADLINE,
+            "pause.py (_deadline)",
+            "seed a: CubeSandbox 7b6ad491 task.Pause/Resume on the caller's context "
+            "(32a30f5c: own 30 s deadline)",
+            "a Pause with no caller deadline runs as long as the shim takes",
+        ),
+        Switch(
+            NO_RECONCILE_AFTER_RPC_ERROR,
+            "pause.py (pause/resume except branch)",
+            "seed a: CubeSandbox 7b6ad491 returned TaskPauseFailed and nothing else "
+            "(32a30f5c: reconcileStatusAfterPause/ResumeError)",
+            "after a Pause/Resume RPC error no status query straightens the view",
+        ),
+        Switch(
+            IGNORES_PAUSE_EVENTS,
+            "events.py (topics)",
+            "seed a: CubeSandbox 7b6ad491 subscribed to /tasks/exit, /tasks/oom, /images/* only "
+            "(32a30f5c: /tasks/paused, /tasks/resumed)",
+            "/tasks/paused and /tasks/resumed (and the relist feeding them) never reach the view",
+        ),
+        Switch(
+            DEADGC_SKIPS_STUCK_PAUSING,
+            "deadgc.py (tick)",
+            "seed a: CubeSandbox 7b6ad491 DeadGC skipped IsPaused sandboxes "
+            "(32a30f5c: reconcileStuckPausingSandbox past 60 s)",
+            "PAUSING forever after a crash: no event replay and DeadGC skips it",
         ),
         Switch(
             RESUMED_EVENT_KEEPS_BINDINGS,
@@ -73,12 +102,27 @@ SWITCHES: dict[str, Switch] = {
 }
 
 
+#: group aliases: one name for a whole pre-fix commit (the seed's buggy variant)
+GROUPS: dict[str, frozenset[str]] = {
+    PAUSE_RESUME_PRE404: frozenset(
+        {
+            PAUSE_NO_OWN_DEADLINE,
+            NO_RECONCILE_AFTER_RPC_ERROR,
+            IGNORES_PAUSE_EVENTS,
+            DEADGC_SKIPS_STUCK_PAUSING,
+        }
+    ),
+}
+
+
 def validate(bugs: Iterable[str]) -> frozenset[str]:
-    """The switch set, or one clear error naming the unknown switch and the known ones."""
-    chosen = frozenset(bugs)
+    """The switch set with group aliases expanded, or one clear error naming the unknown
+    switch and the known ones."""
+    chosen: set[str] = set()
+    for b in bugs:
+        chosen |= GROUPS.get(b, {b})
     unknown = sorted(chosen - SWITCHES.keys())
     if unknown:
-        raise ReconvergeError(
-            f"unknown sandbox bug switch {', '.join(unknown)}; known: {', '.join(sorted(SWITCHES))}"
-        )
-    return chosen
+        known = ", ".join(sorted([*SWITCHES, *GROUPS]))
+        raise ReconvergeError(f"unknown sandbox bug switch {', '.join(unknown)}; known: {known}")
+    return frozenset(chosen)

@@ -41,8 +41,10 @@ async def tick(rec: SandboxReconciler) -> None:
             age = (now_ns() - sb.first.pausing_at) / 1e9
             if age < rec.timing.pausing_stuck_threshold:
                 continue
-            if rec.bug(bugs.PAUSE_RESUME_PRE404):
-                continue  # seed a, 7b6ad491: PAUSING is skipped forever
+            # seed a, CubeSandbox 7b6ad491 skipped every IsPaused sandbox, PAUSING forever
+            # included; 32a30f5c reconciles one stuck past the threshold from the shim
+            if rec.bug(bugs.DEADGC_SKIPS_STUCK_PAUSING):
+                continue
             await reconcile_stuck_pausing(rec, sb, age)  # seed a fix 32a30f5c
             continue
         await probe(rec, sb)

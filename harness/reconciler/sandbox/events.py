@@ -30,7 +30,9 @@ READY = "/reconverge/reconciler-ready"
 
 def topics(rec: SandboxReconciler) -> list[str]:
     out = []
-    if not rec.bug(bugs.PAUSE_RESUME_PRE404):  # seed a: 7b6ad491 ignored paused/resumed
+    # seed a, CubeSandbox 7b6ad491 subscribed to /tasks/exit, /tasks/oom and /images/* only;
+    # 32a30f5c adds /tasks/paused and /tasks/resumed (and our relist feeds those handlers)
+    if not rec.bug(bugs.IGNORES_PAUSE_EVENTS):
         out += [PAUSED, RESUMED]
     if rec.bug(bugs.DUAL_EXIT_HANDLERS):  # seed b: 0034ae95 also Subscribe()d to exits
         out.append(EXIT)

@@ -40,20 +40,27 @@ async def watch(rec: SandboxReconciler, sid: str) -> None:
             await asyncio.sleep(rec.timing.backoff_tick)  # the connection comes back; wait again
     evt = events_pb2.TaskExit(container_id=sid, id=sid, exit_status=status)
     if rec.bug(bugs.WATCHER_EXIT_WITHOUT_ID):
-        # seed b, containerd 0034ae95: waitSandboxExit built its TaskExit without ID, and the
-        # handler looks sandboxes up by e.ID -> a backoff replay of it finds nothing and
-        # counts as success. 2042e805b fills ID and ContainerID with the sandbox id.
+        # seed b, containerd 0034ae95: waitSandboxExit built its TaskExit without ID. Its own
+        # handling has the sandbox in hand, but the event handler a backoff replay goes
+        # through looks sandboxes up by e.ID -> the replay finds nothing and counts as
+        # success. 2042e805b fills ID and ContainerID with the sandbox id.
         evt.id = ""
     journal.emit("reconciler", "sandbox_exit", id=sid, exit_status=status, owner="watcher")
     try:
-        await asyncio.wait_for(handle_sandbox_exit(rec, evt), rec.timing.exit_handle)
+        await asyncio.wait_for(handle_sandbox_exit(rec, evt, sid=sid), rec.timing.exit_handle)
     except Exception as exc:
         rec.backoff.backoff(sid, evt, exc)
 
 
-async def handle_sandbox_exit(rec: SandboxReconciler, evt: events_pb2.TaskExit) -> None:
-    """Delete the task, then mark the sandbox exited (``handleSandboxTaskExit``)."""
-    sb = rec.sandboxes.get(str(evt.id))  # by e.ID, to exclude exec exits
+async def handle_sandbox_exit(
+    rec: SandboxReconciler, evt: events_pb2.TaskExit, *, sid: str = ""
+) -> None:
+    """Delete the task, then mark the sandbox exited (``handleSandboxTaskExit``).
+
+    ``sid``: the watcher's own call, which holds the sandbox; events (and backoff replays)
+    find it by ``e.ID``, to exclude exec exits.
+    """
+    sb = rec.sandboxes.get(sid or str(evt.id))
     if sb is None:
         journal.emit("reconciler", "exit_without_sandbox", id=evt.id, container_id=evt.container_id)
         return

@@ -1,9 +1,10 @@
 """Pause and resume, and the two convergers every path shares (§1.6, §4.3.1–4.3.4).
 
-The fix of CubeSandbox PR #404 (32a30f5c) in three parts, each behind the switch
-``cube.pause_resume_pre404`` (7b6ad491 behaviour when on): the RPC gets its own deadline,
-an RPC error triggers a fresh status query, and every write goes through
-:func:`converge_pause` / :func:`converge_resume`, which never write ``unknown``.
+Two of the defence lines of CubeSandbox PR #404 (32a30f5c) live here, each behind its own
+switch (7b6ad491 behaviour when on): the RPC gets its own deadline
+(``cube.pause_no_own_deadline``) and an RPC error triggers a fresh status query
+(``cube.no_reconcile_after_rpc_error``). Every write goes through :func:`converge_pause` /
+:func:`converge_resume`, which never write ``unknown``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 def _deadline(rec: SandboxReconciler, request: float | None, own: float) -> float | None:
     # seed a, CubeSandbox 7b6ad491: task.Pause/Resume ran on the caller's context, with no
     # deadline of its own; 32a30f5c derives a 30 s one from it.
-    if rec.bug(bugs.PAUSE_RESUME_PRE404):
+    if rec.bug(bugs.PAUSE_NO_OWN_DEADLINE):
         return request
     return own if request is None else min(request, own)
 
@@ -57,7 +58,9 @@ async def pause(rec: SandboxReconciler, sid: str, request_timeout: float | None)
             await rec.runtime.pause(sid, _deadline(rec, request_timeout, rec.timing.pause_rpc))
         except Exception as exc:
             journal.emit("reconciler", "pause_failed", id=sid, error=describe(exc))
-            if not rec.bug(bugs.PAUSE_RESUME_PRE404):  # seed a fix 32a30f5c
+            # seed a, CubeSandbox 7b6ad491 returned the error and nothing else; 32a30f5c
+            # straightens the view with one status query (reconcileStatusAfterPauseError)
+            if not rec.bug(bugs.NO_RECONCILE_AFTER_RPC_ERROR):
                 await reconcile_after_error(rec, sb, "pause", exc)
             raise SandboxError(TASK_PAUSE_FAILED, describe(exc)) from exc
         else:
@@ -76,7 +79,8 @@ async def resume(rec: SandboxReconciler, sid: str, request_timeout: float | None
             await rec.runtime.resume(sid, _deadline(rec, request_timeout, rec.timing.resume_rpc))
         except Exception as exc:
             journal.emit("reconciler", "resume_failed", id=sid, error=describe(exc))
-            if not rec.bug(bugs.PAUSE_RESUME_PRE404):  # seed a fix 32a30f5c
+            # seed a: same line, resume direction (32a30f5c reconcileStatusAfterResumeError)
+            if not rec.bug(bugs.NO_RECONCILE_AFTER_RPC_ERROR):
                 await reconcile_after_error(rec, sb, "resume", exc)
             raise SandboxError(TASK_RESUME_FAILED, describe(exc)) from exc
         else:

@@ -188,8 +188,11 @@ class SandboxReconciler:
                 LABEL_RESTORE_SNAPSHOT: f"snap-{sid}-0",
             },
         )
-        self.sandboxes[sid] = sb
         pid = await self.runtime.create(sid, self.runtime_name, annotations or {})
+        # in the store only once its task runs (as Cubelet adds a cubebox after start):
+        # a DeadGC pass during a slow create would otherwise probe a task that does not
+        # exist yet, mark the sandbox unknown, and a later stop would find it "exited"
+        self.sandboxes[sid] = sb
         sb.shim_address = self.runtime.shim_address(sid)
         self.write(sb, "create", pid=pid, started_at=now_ns())
         self.persist(sb)

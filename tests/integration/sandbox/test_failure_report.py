@@ -49,7 +49,7 @@ def test_disabled_fix_prints_timeline_and_a_repro_that_reproduces(tmp_path):
     assert re.search(r"^T\d+ ", out, re.M), "no T1..Tn timeline printed"
     assert "shim.Shutdown.before" in out  # the fault that fired is in the timeline
     assert list(art.rglob("timeline.txt")), f"no timeline artifact under {art}"
-    m = re.search(r"replay: (\S+) repro '([^']+)'", out)
+    m = re.search(r"replay: .*?(\S*reconverge) repro '([^']+)'", out)
     assert m, out[-2000:]
     again = _run([str(ROOT / ".venv/bin/reconverge"), "repro", m.group(2)], art)
     out2 = again.stdout + again.stderr
