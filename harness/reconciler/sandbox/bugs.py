@@ -64,7 +64,7 @@ SWITCHES: dict[str, Switch] = {
         ),
         Switch(
             RESUMED_EVENT_KEEPS_BINDINGS,
-            "pause.py (converge_resume)",
+            "events.py (_pause_event)",
             "seed a: first revision of PR #404 (third commit aligned the resumed event)",
             "RUNNING but the runtime snapshot binding ids were not invalidated",
         ),
