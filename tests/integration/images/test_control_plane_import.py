@@ -77,10 +77,15 @@ def test_etcd_by_name_is_kubeadms_version(imported):
     assert "etcd Version: 3.6.5" in out
 
 
-def test_coredns_entrypoint(imported):
+def test_coredns_entrypoint_has_every_plugin_of_kubeadms_corefile(imported):
     c, _ = imported
-    out = _run(c, "registry.k8s.io/coredns/coredns:v1.12.1", "cdns", "/coredns", "-version")
-    assert "CoreDNS-1.12.1" in out
+    ref = "registry.k8s.io/coredns/coredns:v1.12.1"
+    assert "CoreDNS-1.12.1" in _run(c, ref, "cdns", "/coredns", "-version")
+    plugins = set(_run(c, ref, "cdnsp", "/coredns", "-plugins").split())
+    corefile = ("errors", "health", "ready", "kubernetes", "prometheus", "forward", "cache",
+                "loop", "reload", "loadbalance")  # fmt: skip
+    assert set(corefile) <= plugins
+    assert not {"route53", "azure", "clouddns", "etcd", "trace"} & plugins
 
 
 def test_busybox_pod_image_runs_commands_by_name(imported):

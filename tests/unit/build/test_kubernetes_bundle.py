@@ -187,3 +187,27 @@ def test_main_prints_a_total(fake_go, capsys):
     out = capsys.readouterr().out
     assert out.strip().splitlines()[-1].startswith("build: 2 components ready in ")
     assert len(_builds(fake_go())) == 1
+
+
+PLUGIN_CFG = """# comment: name:package
+metadata:metadata
+route53:route53
+kubernetes:kubernetes
+prometheus:metrics
+on:github.com/coredns/caddy/onevent
+trace:trace
+"""
+
+
+def test_coredns_main_keeps_the_release_plugins_but_the_excluded():
+    src = recipes.coredns_main(PLUGIN_CFG)
+    assert '_ "github.com/coredns/coredns/plugin/kubernetes"' in src
+    assert '_ "github.com/coredns/coredns/plugin/metrics"' in src, "package, not directive name"
+    assert '_ "github.com/coredns/caddy/onevent"' in src, "full import paths stay as they are"
+    assert "route53" not in src and "plugin/trace" not in src
+    assert "comment" not in src
+    assert src.startswith("// Code generated") and "coremain.Run()" in src
+    # every plugin of kubeadm's Corefile must survive the exclusions
+    kubeadm_corefile = {"errors", "health", "ready", "kubernetes", "prometheus", "forward",
+                        "cache", "loop", "reload", "loadbalance"}  # fmt: skip
+    assert not kubeadm_corefile & recipes.COREDNS_EXCLUDED
