@@ -26,6 +26,8 @@ AXIS_H = 22
 LABEL_W = 170
 MIN_W = 1100
 MAX_W = 30000
+#: room right of the last record for the first-violation label
+RIGHT_PAD = 160
 
 _COLORS = {
     "reconciler": "#59a14f",
@@ -90,14 +92,15 @@ def _fmt_t(seconds: float) -> str:
 def swimlanes(picture: Picture) -> str:
     """The lane labels and the SVG of lanes, faults and the first violation."""
     px = _scale(picture)
-    width = int(picture.duration * px) + 40
+    width = int(picture.duration * px) + RIGHT_PAD
     lanes = picture.lanes
     row = {name: i for i, name in enumerate(lanes)}
     height = AXIS_H + LANE_H * len(lanes) + 4
     out: list[str] = []
     out.append(
         f'<svg id="lanes-svg" xmlns="http://www.w3.org/2000/svg" width="{width}" '
-        f'height="{height}" data-px="{px:.3f}" data-duration="{picture.duration:.6f}">'
+        f'height="{height}" data-px="{px:.3f}" data-duration="{picture.duration:.6f}" '
+        f'data-pad="{RIGHT_PAD}">'
     )
     for i, _name in enumerate(lanes):
         y = AXIS_H + i * LANE_H
@@ -472,11 +475,12 @@ _JS = r"""
   var basePx = svg ? parseFloat(svg.getAttribute("data-px")) : 1;
   var duration = svg ? parseFloat(svg.getAttribute("data-duration")) : 0;
   var zoom = 1;
+  var RIGHT_PAD = svg ? parseFloat(svg.getAttribute("data-pad")) : 40;
   function X(t){ return 10 + t * basePx * zoom; }
   function rescale(z){
     if (!svg) { return; }
     zoom = Math.max(0.05, Math.min(z, 400));
-    var width = Math.ceil(duration * basePx * zoom) + 40;
+    var width = Math.ceil(duration * basePx * zoom) + RIGHT_PAD;
     svg.setAttribute("width", width);
     svg.querySelectorAll("[data-w]").forEach(function(el){ el.setAttribute("width", width); });
     svg.querySelectorAll("rect[data-t]").forEach(function(el){
