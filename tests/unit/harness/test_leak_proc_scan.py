@@ -123,6 +123,30 @@ def test_identity_is_the_name_not_the_cmdline(spawn_daemon, reconverge_run):
     assert identity.registry_of(p.pid, reconverge_run.dir) == ("ns-id", "c0")
 
 
+def test_a_daemon_of_an_older_stub_is_known_by_its_cmdline(reconverge_run):
+    """Fallback only: a daemon that never named itself (started by an older stub, or still
+    importing) still has ``harness.shim.daemon`` in its argv."""
+    p = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()", "-m", "harness.shim.daemon"],
+        env=reconverge_run.child_env(),
+        stdin=subprocess.PIPE,
+    )
+    reconverge_run.janitor.process(p.pid, name="legacy-shim", group=False)
+    try:
+        wait_for(
+            lambda: b"harness.shim.daemon" in Path(f"/proc/{p.pid}/cmdline").read_bytes(),
+            timeout=5,
+            what="the legacy daemon's argv",
+        )
+        assert identity.comm(p.pid) != identity.NAME
+        assert identity.is_stub(p.pid)
+        assert p.pid in identity.stub_pids(reconverge_run.id)
+    finally:
+        p.kill()
+        p.wait()
+    assert not identity.is_stub(p.pid)
+
+
 def test_a_daemon_without_a_registry_entry_is_found(spawn_daemon, reconverge_run):
     p, _ = spawn_daemon("ns-u", "ghost")
     found = leaks.find_leaks(reconverge_run.dir, namespace="ns-u", test="t::ghost")
