@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 from harness.errors import ReconvergeError
@@ -55,7 +56,49 @@ def _verdict_keys(path: Path) -> dict[str, str]:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    return {f"{v['suite']}::{v['case']}[{v['variant']}|{v['fault']}]": v["outcome"] for v in data}
+    if isinstance(data, dict):  # a schema-versioned file: {"schema": n, "verdicts": [...]}
+        data = data.get("verdicts") or []
+    return {
+        f"{v['suite']}::{v['case']}[{v['variant']}|{v.get('fault', '-')}]": v["outcome"]
+        for v in data
+        if isinstance(v, dict) and "suite" in v and "outcome" in v
+    }
+
+
+def k_of_n(outcomes: list[str | None]) -> str:
+    """``CAUGHT 3/3`` or ``CAUGHT 2/3, MISSED 1/3``: what each repeat concluded."""
+    n = len(outcomes)
+    counts = Counter(o or "absent" for o in outcomes)
+    return ", ".join(f"{o} {k}/{n}" for o, k in counts.most_common())
+
+
+def _repeat_report(art: Path, results: list[dict[str, str]], args: argparse.Namespace) -> None:
+    """``<artifacts>/report.html``: k/n per verdict, each repeat's page linked, and the
+    swimlanes of the first repeat whose verdicts differ from the first one's (else repeat 1).
+    """
+    from harness.journal import merge
+    from harness.report import bundle
+
+    keys = sorted(set().union(*results))
+    repeats = {key: [r.get(key) for r in results] for key in keys}
+    pick = next((i for i, r in enumerate(results) if r != results[0]), 0)
+    records = merge.load(art / f"repeat-{pick + 1}")
+    links = {
+        f"repeat {i + 1}": f"repeat-{i + 1}/report.html"
+        for i in range(len(results))
+        if (art / f"repeat-{i + 1}" / "report.html").is_file()
+    }
+    meta = {
+        "seed": args.seed,
+        "title": f"reconverge run: {len(results)} repeats, swimlanes of repeat {pick + 1}",
+        "settings": {"backend": args.backend or "default", "select": " ".join(args.select)},
+    }
+    if not records:
+        return
+    page = bundle.write_report(
+        art, records, title=meta["title"], meta=meta, repeats=repeats, links=links
+    )
+    print(f"report: {page}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
             code = _pytest([*select, *extra])
             worst = max(worst, code)
             results.append(_verdict_keys(art / "verdicts.json"))
+        if args.artifacts and args.repeat > 1:
+            _repeat_report(Path(args.artifacts), results, args)
     if args.repeat > 1:
         return _compare(results, worst)
     return worst
@@ -91,7 +136,8 @@ def _compare(results: list[dict[str, str]], worst: int) -> int:
     if differing:
         print(f"\nverdicts differ across {n} repeats for {len(differing)} case(s):")
         for key in differing:
-            print(f"  {key}: " + ", ".join(str(r.get(key)) for r in results))
+            outcomes = [r.get(key) for r in results]
+            print(f"  {key}: {k_of_n(outcomes)} (" + ", ".join(map(str, outcomes)) + ")")
         return 1
     print(f"\nidentical verdicts {n}/{n} for {len(first)} case(s)")
     return worst
