@@ -174,6 +174,7 @@ def _toxiproxy(ctx: Context) -> None:
         try:
             ctx.go(
                 "install",
+                "-v",
                 "-trimpath",
                 f"-ldflags={flags}",
                 f"github.com/Shopify/toxiproxy/v2/cmd/{pkg}@{ctx.version}",

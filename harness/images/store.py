@@ -73,16 +73,22 @@ def archive_for(
     config: dict[str, Any],
     *,
     entries: dict[str, oci.Entry] | None = None,
+    digests: dict[str, str] | None = None,
     log: Callable[[str], None] = print,
 ) -> Archive:
     """The cached OCI archive of one image made of ``files`` (path in image -> host file).
 
-    A hit costs hashing the inputs; a miss writes the archive atomically (concurrent
-    callers may both write it; the bytes are identical, the last rename wins).
+    ``digests`` gives sha256s already known for some of those paths (a build manifest
+    records them), so a hit on 500 MB of binaries hashes nothing; other inputs are hashed.
+    A miss writes the archive atomically (concurrent callers may both write it; the bytes
+    are identical, the last rename wins).
     """
+    known = digests or {}
     key_src = {
         "ref": ref,
-        "files": {k: [sha256_file(p), mode] for k, (p, mode) in sorted(files.items())},
+        "files": {
+            k: [known.get(k) or sha256_file(p), mode] for k, (p, mode) in sorted(files.items())
+        },
         "entries": {k: [e.mode, e.link] for k, e in sorted((entries or {}).items())},
         "config": config,
         "format": FORMAT,

@@ -202,3 +202,20 @@ def test_ldd_lines_and_merged_usr_paths():
     assert found == ["/lib/x86_64-linux-gnu/libxtables.so.12", "/lib64/ld-linux-x86-64.so.2"]
     assert iptables._in_image(found[0]) == "usr/lib/x86_64-linux-gnu/libxtables.so.12"
     assert iptables._in_image("/usr/sbin/x") == "usr/sbin/x"
+
+
+def test_known_digests_key_the_cache_without_hashing(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECONVERGE_CACHE", str(tmp_path))
+    b = tmp_path / "x"
+    b.write_bytes(b"one")
+    real = store.sha256_file(b)
+    hashed = store.archive_for("r.local/x:1", {"x": (b, 0o755)}, {}, log=lambda s: None)
+    told = store.archive_for(
+        "r.local/x:1", {"x": (b, 0o755)}, {}, digests={"x": real}, log=lambda s: None
+    )
+    assert told.path == hashed.path
+    monkeypatch.setattr(store, "sha256_file", lambda p: pytest.fail("hashed a known file"))
+    other = store.archive_for(
+        "r.local/x:1", {"x": (b, 0o755)}, {}, digests={"x": "0" * 64}, log=lambda s: None
+    )
+    assert other.path != hashed.path
