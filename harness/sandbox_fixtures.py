@@ -158,7 +158,47 @@ def sandbox_env(
         env, test=nodeid, variant=variant_of(request.node), strict=_strict(request)
     )
     if problems:
+        _amend_verdict(request.node, problems[0])
         pytest.fail("\n".join(problems), pytrace=False)
+
+
+def _amend_verdict(item: pytest.Item, problem: str) -> None:
+    """A fixed case recorded CONVERGED, then leaked: its row must not say CONVERGED.
+
+    Re-records the case's verdict (through the ``verdict`` fixture's public ``record``) as
+    DIVERGED with the first leak — or INCONCLUSIVE when the check could not observe —
+    keeping its fault, fire counts and findings.
+    """
+    recorder = (getattr(item, "funcargs", None) or {}).get("verdict")
+    v = getattr(recorder, "value", None)
+    if v is None or v.variant != "fixed" or v.outcome != "CONVERGED":
+        return
+    if problem.startswith(LEAKED):
+        outcome, first = "DIVERGED", f"leaked at teardown: {problem.splitlines()[1].strip()}"
+    elif problem.startswith(UNOBSERVED):
+        outcome, first = "INCONCLUSIVE", problem
+    else:
+        return  # the reap's own failure is the harness's, not the case's verdict
+    recorder.record(
+        suite=v.suite,
+        case=v.case,
+        variant=v.variant,
+        fault=v.fault,
+        outcome=outcome,
+        symptom=first,
+        fired=v.fired,
+        findings=[
+            *v.findings,
+            {
+                "check": "teardown leaks",
+                "ok": False,
+                "observed": outcome == "DIVERGED",
+                "symptom": first[:200],
+            },
+        ],
+        reason=problem.splitlines()[0],
+        versions=v.versions,
+    )
 
 
 def variant_of(item: pytest.Item) -> str:
@@ -209,7 +249,7 @@ def teardown_leak_check(
     except Unobservable as exc:
         journal.emit("teardown", "leak_check_unobservable", test=test, reason=str(exc))
         if variant == "fixed" and strict:
-            problems.append(f"leak check at teardown could not observe: {exc}")
+            problems.append(f"{UNOBSERVED}: {exc}")
     if found:
         event = "deliberate_leak" if variant == "buggy" else "leak"
         for f in found:
@@ -249,6 +289,10 @@ def teardown_leak_check(
         )
     return problems
 
+
+#: First words of the teardown errors (and what the verdict row becomes for each).
+LEAKED = "fixed variant leaked"
+UNOBSERVED = "leak check at teardown could not observe"
 
 #: How long the reap may take to show as clean (ctr deletes, shims exiting after Shutdown).
 REAP_BUDGET_S = 3.0

@@ -2,10 +2,12 @@
 
 A child pytest runs three cases on ``sandbox_env``: a ``fixed`` and a ``buggy-…`` variant
 that each leak a shim the way seed c does (``Shutdown`` answers an error, containerd 1.6.20
-ignores it and forgets the task: the daemon lives on), and a ``fixed`` one that leaves a
-live sandbox (a container containerd still lists is the case's, not a leak). Only the fixed
-leak fails — in teardown, naming the shim, its pid, the container and the test — the buggy
-one's leak is journaled as deliberate, and the child run ends with nothing left.
+ignores it and forgets the task: the daemon lives on) and record the verdict a case blind
+to leaks would (CONVERGED / CAUGHT), and a ``fixed`` one that leaves a live sandbox (a
+container containerd still lists is the case's, not a leak). Only the fixed leak fails —
+in teardown, naming the shim, its pid, the container and the test, and its verdict row
+becomes DIVERGED — the buggy one's leak is journaled as deliberate, and the child run ends
+with nothing left.
 """
 
 from __future__ import annotations
@@ -54,11 +56,17 @@ def _drive(env, cid, *, remove):
     print(f"SHIM {cid} pid={entry.get('pid')}")
 
 
+@pytest.mark.suite
 @pytest.mark.parametrize(
     "buggy", [pytest.param(False, id="fixed"), pytest.param(True, id="buggy-leaks-on-purpose")]
 )
-def test_leaks_a_shim(buggy, sandbox_env):
+def test_leaks_a_shim(buggy, sandbox_env, verdict):
     _drive(sandbox_env, "leaky", remove=True)
+    # what a case that did not look for leaks would conclude
+    verdict.record(
+        suite="teardown", case="leaks a shim", variant="buggy" if buggy else "fixed",
+        fault="Shutdown error", outcome="CAUGHT" if buggy else "CONVERGED", fired={"x": 1},
+    )
 
 
 @pytest.mark.parametrize("buggy", [pytest.param(False, id="fixed")])
@@ -108,4 +116,9 @@ def test_a_fixed_case_that_leaks_fails_at_teardown(pytester, short_run_root, mon
         "test_leaks_a_shim[buggy-leaks-on-purpose]",
     ) in events, events
     assert not any(cid == "alive" for _, _, cid, _ in events), events
+    # the verdict table: the fixed row is not CONVERGED any more, the buggy one stays CAUGHT
+    rows = [ln for ln in out.splitlines() if ln.startswith("teardown ")]
+    fixed = next(ln for ln in rows if " fixed " in ln)
+    assert " DIVERGED " in fixed and "leaked at teardown: shim-process of " in fixed, rows
+    assert " CAUGHT " in next(ln for ln in rows if " buggy " in ln), rows
     assert not short_run_root.exists() or not any(short_run_root.iterdir()), "run dir left"
