@@ -518,7 +518,10 @@ def _attach_failure(item: pytest.Item, report: Any) -> None:
             bundle = _write_bundle(Path(art), item, run, records, report)
             lines.append(f"artifacts: {bundle} (reconverge report {bundle})")
         if item.config.getoption("reconverge_keep", default=False):
-            lines.append(f"run dir {run.dir}: kept at the end of the session (--reconverge-keep)")
+            from harness.report import plugin as report_plugin
+
+            kept = report_plugin.kept_path(item.config, run)
+            lines.append(f"run dir: kept as {kept} at the end of the session (--reconverge-keep)")
     lines.append(f"replay: {repro_command(item.config, item.nodeid)}")
     report.sections.append(("reconverge", "\n".join(lines)))
 

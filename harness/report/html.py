@@ -349,6 +349,12 @@ def _findings(ctx: Context, records: Sequence[Record]) -> str:
         for n, r in enumerate(records, 1)
         if r.component == "leaks" and r.event == "leak"
     ]
+    # a leak checker's finding (e.g. the sandbox cases' "leak") when no detector record exists
+    leaks += [
+        (f"T{n}", r.event, "", "", "", r.fields.get("symptom", ""))
+        for n, r in enumerate(records, 1)
+        if r.component == "check" and "leak" in r.event and r.fields.get("ok") is False
+    ]
     return (
         '<section id="findings"><h2>Findings</h2>'
         + table

@@ -72,6 +72,13 @@ def keeping(config: pytest.Config) -> bool:
     )
 
 
+def kept_path(config: pytest.Config, run: Run) -> Path:
+    """Where ``--reconverge-keep`` will put this run's directory at the end of the session."""
+    from harness.report import bundle
+
+    return bundle.kept_root(_artifacts(config)) / run.dir.name
+
+
 def close_run(config: pytest.Config, run: Run) -> Path | None:
     """Close the session's run: save its journal, keep its directory when asked.
 
