@@ -107,24 +107,30 @@ def terminate(pids: list[int], *, grace: float = 3.0) -> None:
             alive.append(pid)
     deadline = time.monotonic() + grace
     while alive and time.monotonic() < deadline:
-        _reap_children()
+        _reap_children(alive)
         alive = [p for p in alive if proc_start_time(p) is not None and not _is_zombie(p)]
         if alive:
             time.sleep(0.02)
     for pid in alive:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
-    _reap_children()
+    deadline = time.monotonic() + 2.0  # SIGKILL is not instant: let the kernel finish it
+    while alive and time.monotonic() < deadline:
+        _reap_children(alive)
+        alive = [p for p in alive if proc_start_time(p) is not None and not _is_zombie(p)]
+        if alive:
+            time.sleep(0.01)
 
 
-def _reap_children() -> None:
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+def _reap_children(pids: list[int]) -> None:
+    """Reap those of ``pids`` that are our exited children, and nothing else.
+
+    Why not ``waitpid(-1)``: that would also reap an unrelated child another thread is
+    waiting on (``subprocess.run`` then reads ECHILD as exit status 0).
+    """
+    for pid in pids:
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, os.WNOHANG)
 
 
 def _unescape(field_: str) -> str:
@@ -603,7 +609,7 @@ def _remove_cgroup(report: UndoReport, r: Resource) -> None:
             os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 3.0
     while pids and time.monotonic() < deadline:
-        _reap_children()
+        _reap_children(pids)
         pids = [pid for pid in _cgroup_pids(p) if pid != me]
         if pids:
             time.sleep(0.02)

@@ -63,3 +63,15 @@ def test_marked_strays_are_found_and_killed(tmp_path):
     janitor.undo([], "rtest0004", tmp_path)
     assert p.wait(timeout=10) is not None
     assert janitor.pids_marked("rtest0004") == []
+
+
+def test_cleanup_leaves_other_children_exit_status_alone(tmp_path):
+    """The janitor reaps what it killed, never a child someone else is about to wait on."""
+    other = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    wait_for(lambda: janitor._is_zombie(other.pid), timeout=10, what="the other child exited")
+    j = janitor.Janitor("rtest0005", tmp_path)
+    p = _sleeper()
+    j.process(p.pid, name="sleeper")
+    j.cleanup()
+    assert other.wait(timeout=10) == 3, "its exit status was stolen by the janitor's reaping"
+    assert p.wait(timeout=10) is not None
