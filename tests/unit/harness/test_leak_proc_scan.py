@@ -4,9 +4,10 @@ A "daemon" here is a real process that took the stub's identity (``identity.set_
 the run's ``RECONVERGE_RUN_ID``, a working directory shaped like a containerd bundle), so
 the detector sees exactly what it sees of a real shim without containerd having to start
 one. What is checked: a daemon without a registry entry is found and attributed by its
-bundle; a task process whose daemon died is found by its marker; a registered daemon that
-exits inside the budget is not a leak, one that stays is, with its detection latency; and
-a probe that cannot answer (a silent containerd socket, a live shim that never answers
+bundle, also when it was forked from a warm parent whose argv and environ it shares (issue
+14's fork server); a task process whose daemon died is found by its marker; a registered
+daemon that exits inside the budget is not a leak, one that stays is, with its detection
+latency; and a probe that cannot answer (a silent containerd socket, a live shim that never answers
 ``Connect``) raises Unobservable within the budget instead of hanging or reading as a leak.
 """
 
@@ -121,6 +122,60 @@ def test_identity_is_the_name_not_the_cmdline(spawn_daemon, reconverge_run):
     assert identity.registry_of(p.pid, reconverge_run.dir) is None
     _register(reconverge_run, p.pid, "ns-id", "c0", "/nonexistent.sock")
     assert identity.registry_of(p.pid, reconverge_run.dir) == ("ns-id", "c0")
+
+
+#: A warm parent (issue 14's fork server, in miniature): names itself rcv-shim-fork, forks a
+#: child that moves into its bundle and names itself rcv-shim — argv and environ inherited.
+FORK_SERVER = r"""
+import os, sys
+from harness.shim import identity
+identity.set_name(identity.FORK_NAME)
+pid = os.fork()
+if pid == 0:
+    os.chdir(sys.argv[1])
+    identity.set_name()
+    print(os.getpid(), flush=True)
+    sys.stdin.read()
+    os._exit(0)
+sys.stdin.read()
+os.kill(pid, 9)
+os.waitpid(pid, 0)
+"""
+
+
+def test_a_daemon_forked_from_a_warm_parent_is_recognised(reconverge_run, tmp_path):
+    bundle = tmp_path / "state" / TASK_STATE / "ns-f" / "forked"
+    bundle.mkdir(parents=True)
+    p = subprocess.Popen(
+        [sys.executable, "-c", FORK_SERVER, str(bundle)],
+        env=reconverge_run.child_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    reconverge_run.janitor.process(p.pid, name="fork-server", group=False)
+    child = 0
+    try:
+        assert p.stdout is not None
+        child = int(p.stdout.readline())
+        wait_for(lambda: identity.comm(p.pid) == identity.FORK_NAME, timeout=5, what="named")
+        cmdline = Path(f"/proc/{p.pid}/cmdline").read_bytes()
+        assert Path(f"/proc/{child}/cmdline").read_bytes() == cmdline  # argv says nothing
+        assert identity.is_stub(child) and not identity.is_stub(p.pid)
+        assert identity.stub_pids(reconverge_run.id) == [child]
+        assert identity.run_of(child) == reconverge_run.id  # inherited from the server
+        found = leaks.find_leaks(reconverge_run.dir, namespace="ns-f")
+        assert [(f.kind, f.container_id, f.pid) for f in found] == [
+            ("shim-unregistered", "forked", child)
+        ], found
+        _register(reconverge_run, child, "ns-f", "forked", "/nonexistent.sock")
+        assert identity.registry_of(child, reconverge_run.dir) == ("ns-f", "forked")
+    finally:
+        p.kill()  # the server is gone; its child too (below), as a sweep would do
+        p.wait()
+        if child and identity.is_stub(child):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
 
 
 def test_a_daemon_of_an_older_stub_is_known_by_its_cmdline(reconverge_run):
