@@ -434,19 +434,17 @@ def test_resumed_event_only(buggy, sandbox_env, verdict):
 
 @pytest.mark.parametrize("buggy", variants(B.DEADGC_PROBES_PAUSING))
 def test_deadgc_during_slow_pause(buggy, sandbox_env, verdict):
-    """A DeadGC pass while the shim is in a slow pause (row 5, pre-#108).
+    """A DeadGC pass while the shim is in a slow freeze (row 5, pre-#108).
 
-    The shim's ``State`` is made slower than the probe's deadline, as runc's is while it
-    holds the task lock in a slow freeze. Only the buggy DeadGC calls ``State`` here, so
-    only its variant declares that failpoint; both prove the pass ran mid-pause.
+    The freeze is slow *inside* the shim's task lock (``shim.Pause.locked``), so a
+    concurrent ``State`` waits on that lock like runc's does, past the probe's deadline.
     """
     env = sandbox_env
     timing = dataclasses.replace(env.timing, deadgc_tick=3600.0)  # passes run when we say
     host = env.reconciler(_bugs(buggy, B.DEADGC_PROBES_PAUSING), timing=timing)
-    pause_ms = int(timing.pause_rpc * 1000 * 0.6)  # slow, yet within the pause deadline
-    host.create("sb", failpoint_annotations(Pause_before=f"1*delay({pause_ms})"))
-    slow = int(timing.reconcile_query * 1000 * 2)
-    env.shim_failpoint("sb", "shim.State.before", f"1*delay({slow})")
+    # slow, yet within the pause deadline; longer than the probe's query deadline
+    pause_ms = int(max(timing.pause_rpc * 0.6, timing.reconcile_query * 2) * 1000)
+    host.create("sb", failpoint_annotations(Pause_locked=f"1*delay({pause_ms})"))
     t0 = time.monotonic()
     pending = host.start_pause("sb", timeout=None)
     _await_shim(env, t0, "request", "Pause")
@@ -484,9 +482,9 @@ def test_deadgc_during_slow_pause(buggy, sandbox_env, verdict):
         verdict,
         case="DeadGC during slow pause",
         buggy=buggy,
-        fault=f"Pause.before=1*delay({pause_ms}), State 1*delay({slow}); DeadGC pass mid-pause",
+        fault=f"shim.Pause.locked=1*delay({pause_ms}); DeadGC pass mid-pause",
         findings=findings,
-        failpoints=["shim.Pause.before", *(["shim.State.before"] if buggy else [])],
+        failpoints=["shim.Pause.locked"],
         effects=[MID_PAUSE],
         symptom=symptom,
     )

@@ -24,7 +24,9 @@ from harness.checks import sandbox as chk
 from harness.reconciler.sandbox import bugs
 from harness.reconciler.sandbox.reconciler import Write
 from harness.reconciler.sandbox.timing import Timing
+from harness.shim import identity
 from harness.verdict import Outcome, Unobservable, decide
+from harness.wait import wait_for
 
 NS, SID = "ns", "sb"
 
@@ -38,17 +40,17 @@ def _register(run_dir: Path, pid: int, sock: Path) -> None:
 
 @pytest.fixture
 def mute_shim(tmp_path: Path) -> Iterator[tuple[Path, int]]:
-    """A live process whose command line is a stub daemon's, on a socket that never answers."""
+    """A live process named as a stub daemon is, registered with a socket that never answers."""
     run_dir = tmp_path / "run"
     sock_path = Path(f"/tmp/rcv-mute-{time.monotonic_ns()}.sock")
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(str(sock_path))
     listener.listen(8)  # accepts connections, never reads or replies
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(60)", "harness.shim.daemon"]
-    )
+    named = "from harness.shim import identity; import time; identity.set_name(); time.sleep(60)"
+    proc = subprocess.Popen([sys.executable, "-c", named])
     try:
         _register(run_dir, proc.pid, sock_path)
+        wait_for(lambda: identity.is_stub(proc.pid), timeout=10, what="the stand-in named itself")
         yield run_dir, proc.pid
     finally:
         proc.kill()
