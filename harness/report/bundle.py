@@ -41,6 +41,11 @@ if TYPE_CHECKING:
 #: Bumped when a file of the bundle changes meaning.
 BUNDLE_SCHEMA = 1
 
+#: At most this many records on one page (the last ones): a whole CI session's journal can
+#: hold ~10^5 records, which as SVG and table rows is a page no browser opens comfortably.
+#: The trace JSON always has every record (Perfetto is built for that).
+PAGE_LIMIT = 20_000
+
 #: pytest options (dest, flag) that change what a case does; replayed through PYTEST_ADDOPTS
 #: because ``reconverge repro`` runs pytest underneath and pytest reads that variable.
 BEHAVIOUR_OPTIONS: tuple[tuple[str, str], ...] = (
@@ -184,9 +189,13 @@ def render_report(
     verdicts: Sequence[dict[str, Any]] = (),
     repeats: dict[str, list[str | None]] | None = None,
     links: dict[str, str] | None = None,
+    page_limit: int = PAGE_LIMIT,
 ) -> tuple[str, str]:
-    """The HTML page and the trace JSON for ``records`` (the same picture in both)."""
-    picture = lanes.build(records)
+    """The HTML page and the trace JSON for ``records`` (the same picture in both; the page
+    keeps the last ``page_limit`` records, numbered as in the whole journal)."""
+    whole = lanes.build(records)
+    skip = max(len(records) - page_limit, 0)
+    picture = lanes.build(records[skip:], first=skip + 1) if skip else whole
     ctx = html_report.Context(
         title=title,
         verdicts=list(verdicts),
@@ -195,7 +204,7 @@ def render_report(
         links=dict(links or {}),
     )
     page = html_report.render(picture, ctx)
-    tr = trace.render(picture, metadata={"title": title, "seed": meta.get("seed", "")})
+    tr = trace.render(whole, metadata={"title": title, "seed": meta.get("seed", "")})
     return page, tr
 
 

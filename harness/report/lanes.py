@@ -126,9 +126,16 @@ class Picture:
     faults: list[Fault]
     violation: Violation | None
     records: list[Record] = field(default_factory=list)
+    #: the T-number of ``records[0]`` (> 1 when the picture is a window of a longer journal)
+    first: int = 1
 
     def lane_items(self, lane: str) -> list[Item]:
         return [i for i in self.items if i.lane == lane]
+
+    def record(self, index: int) -> Record | None:
+        """The record with T-number ``index`` (None outside the picture)."""
+        i = index - self.first
+        return self.records[i] if 0 <= i < len(self.records) else None
 
 
 def _brief(fields: dict[str, Any], skip: frozenset[str] = frozenset({"stream_id"})) -> str:
@@ -168,11 +175,15 @@ def _violation_of(rec: Record) -> str | None:
     return None
 
 
-def build(records: Sequence[Record], *, start: float | None = None) -> Picture:
-    """Lanes, spans, fault intervals and the first violation of ``records`` (mono-ordered)."""
+def build(records: Sequence[Record], *, start: float | None = None, first: int = 1) -> Picture:
+    """Lanes, spans, fault intervals and the first violation of ``records`` (mono-ordered).
+
+    ``first`` is the T-number of ``records[0]``: a window of a longer journal keeps the
+    journal's numbering, so its rows still match ``reconverge timeline``.
+    """
     recs = list(records)
     if not recs:
-        return Picture(0.0, 0.0, [], [], [], None, [])
+        return Picture(0.0, 0.0, [], [], [], None, [], first)
     t0 = recs[0].mono if start is None else start
     end_t = max(r.mono for r in recs) - t0
     items: list[Item] = []
@@ -190,7 +201,7 @@ def build(records: Sequence[Record], *, start: float | None = None) -> Picture:
         s, idx, label, lane = open_faults.pop(key)
         faults.append(Fault(s, at, label, idx, lane))
 
-    for n, rec in enumerate(recs, 1):
+    for n, rec in enumerate(recs, first):
         t = rec.mono - t0
         lane = lane_of(rec)
         if lane not in seen:
@@ -270,4 +281,4 @@ def build(records: Sequence[Record], *, start: float | None = None) -> Picture:
     faults.sort(key=lambda x: (x.start, x.index))
     items.sort(key=lambda x: (x.start, x.index))
     lanes = _order(seen)
-    return Picture(t0, end_t, lanes, items, faults, violation, recs)
+    return Picture(t0, end_t, lanes, items, faults, violation, recs, first)

@@ -26,13 +26,16 @@ def _detail(rec: Record, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def rows(records: Sequence[Record], *, start: float | None = None) -> list[tuple[str, ...]]:
-    """Table rows (T-number, +ms, who, event, detail) for ``records``."""
+def rows(
+    records: Sequence[Record], *, start: float | None = None, first: int = 1
+) -> list[tuple[str, ...]]:
+    """Table rows (T-number, +ms, who, event, detail) for ``records``; ``first`` numbers
+    the first row (a window of a longer journal keeps the journal's T-numbers)."""
     if not records:
         return []
     t0 = records[0].mono if start is None else start
     out = []
-    for i, rec in enumerate(records, 1):
+    for i, rec in enumerate(records, first):
         who = rec.proc if rec.component in rec.proc else f"{rec.proc}/{rec.component}"
         out.append(
             (

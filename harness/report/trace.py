@@ -43,9 +43,8 @@ def events(picture: Picture) -> list[dict[str, Any]]:
                 "args": {"sort_index": pid},
             }
         )
-    recs = picture.records
     for item in picture.items:
-        rec = recs[item.index - 1] if 0 < item.index <= len(recs) else None
+        rec = picture.record(item.index)
         args: dict[str, Any] = {"T": f"T{item.index}"}
         if rec is not None:
             args.update({k: v for k, v in rec.fields.items() if v not in (None, "")})

@@ -170,3 +170,14 @@ def test_reconverge_exe_without_a_script_falls_back_to_the_module(
 ) -> None:
     monkeypatch.setattr(sys, "executable", str(tmp_path / "bin" / "python3"))
     assert bundle.reconverge_exe() == f"{tmp_path / 'bin' / 'python3'} -m harness.cli"
+
+
+def test_a_long_journal_pages_its_tail_with_absolute_t_numbers() -> None:
+    records = [rec(i * 0.001, "pytest-main", "echo", "tick", i=i) for i in range(50)]
+    records.append(rec(0.06, "pytest-main", "check", "leak", ok=False, symptom="late"))
+    page, tr = bundle.render_report(records, title="t", meta={}, page_limit=10)
+    assert 'id="T42"' in page and 'id="T51" class="violation"' in page
+    assert 'id="T41"' not in page  # outside the window
+    assert "T1…T41 are not on this page" in page
+    events = json.loads(tr)["traceEvents"]
+    assert sum(1 for e in events if e.get("name") == "tick") == 50  # the trace has them all
