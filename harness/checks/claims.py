@@ -473,6 +473,15 @@ def observe(
     st["calm"] = None  # since when settled (op given) or all ok, continuously
 
     def probe() -> str | None:
+        # wait_for treats a raising probe as "not yet": a harness bug (a check raising, a
+        # 403 from the truth) must end the observation as an error, not as a quiet timeout
+        try:
+            return step()
+        except Exception as exc:
+            st["crash"] = exc
+            return "crash"
+
+    def step() -> str | None:
         remaining = max(0.2, t0 + timeout - time.monotonic())
         per_read = (min(2.0, remaining), min(5.0, remaining))
         now = time.monotonic()
@@ -515,6 +524,8 @@ def observe(
         end = wait_for(probe, timeout=timeout, what=what, interval=interval)
     except TooSlow:
         end = "blind" if st["reads"] == 0 or st.get("last_failed") else "timeout"
+    if end == "crash":
+        raise st["crash"]
     took = time.monotonic() - t0
     w: World | None = st["world"]
     if end == "blind":

@@ -128,6 +128,16 @@ def test_a_client_error_is_not_blindness_it_is_a_bug():
         chk.World.read(truth, NS)  # type: ignore[arg-type]
 
 
+def test_a_raising_check_is_an_error_not_a_timeout():
+    truth = FakeTruth([_claim("claim-c", m.LOST, "pod-gone")])
+
+    def broken(w: chk.World) -> Finding:
+        raise KeyError("status")
+
+    with pytest.raises(KeyError):
+        chk.observe(truth, NS, [broken], timeout=5, what="t")
+
+
 def test_converged_needs_quiescence_and_a_hold():
     truth = FakeTruth([_claim("claim-c", m.BOUND, "pod-q")])
     obs = chk.observe(truth, NS, [REBOUND, LOST], op=FakeOp(truth), hold=0.3, timeout=5, what="t")
