@@ -29,6 +29,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.journal import merge
 from harness.journal.record import Record
 from harness.report import html as html_report
 from harness.report import lanes, timeline, trace
@@ -246,7 +247,8 @@ def write_case(
         repro=repro,
         run=run.id,
         run_dir=str(run.dir),
-        versions=versions(records),
+        # the whole run's journal: servers started before this case (session-scoped) count too
+        versions=versions(merge.load(run.dir)),
     )
     if verdict is not None:
         meta["verdict"] = verdict
