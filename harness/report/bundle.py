@@ -45,7 +45,7 @@ BUNDLE_SCHEMA = 1
 #: At most this many records on one page (the last ones): a whole CI session's journal can
 #: hold ~10^5 records, which as SVG and table rows is a page no browser opens comfortably.
 #: The trace JSON always has every record (Perfetto is built for that).
-PAGE_LIMIT = 20_000
+PAGE_LIMIT = 10_000
 
 #: pytest options (dest, flag) that change what a case does; replayed through PYTEST_ADDOPTS
 #: because ``reconverge repro`` runs pytest underneath and pytest reads that variable.
