@@ -270,8 +270,9 @@ def build(records: Sequence[Record], *, start: float | None = None, first: int =
             if text:
                 violation = Violation(t, n, lane, text)
     # what never ended is drawn to the end of the journal
+    proc_of = {r.pid: r.proc for r in recs if r.component == "shim"}
     for (pid, _sid, method), (s, idx) in calls.items():
-        lane = next((r.proc for r in recs if r.pid == pid), "shim")
+        lane = proc_of.get(pid, "shim")
         items.append(Item(lane, s, end_t, f"{method} (no reply)", idx, "", error=True))
     for s, idx, label in held.values():
         faults.append(Fault(s, end_t, label, idx, "faults", open_ended=True))
