@@ -11,7 +11,8 @@ its own checks and symptom predicate) with one thing broken, and asserts the ver
 - a case whose failpoint name is misspelled must end INCONCLUSIVE (its fault never fired),
   not CONVERGED;
 - a case whose truth API server does not answer during the check must end INCONCLUSIVE,
-  not CAUGHT (the buggy variant would otherwise be caught on no evidence).
+  not CAUGHT (the buggy variant would otherwise be caught on no evidence) — nor
+  DIVERGED (the fixed one).
 
 The case functions are called directly with this test's fixtures, and a verdict recorder
 of their own (so these runs add no rows to the verdict table). Budget: the suites'
@@ -40,6 +41,7 @@ pytestmark = [pytest.mark.needs("toxiproxy", "etcd", "kube-apiserver")]
 
 SUITES = Path(__file__).resolve().parents[3] / "suites"
 MUTANT_SETTLE = 12.0
+BLIND_WINDOW = 4.0  # how long the blinded check keeps asking the truth
 
 
 def _load(stem: str) -> ModuleType:
@@ -162,8 +164,13 @@ def test_misspelled_failpoint_is_inconclusive(fixtures, request, monkeypatch):
     assert f"fault never fired: {misspelled}" in v.symptom
 
 
-def test_unreachable_truth_is_inconclusive_not_caught(fixtures, request, monkeypatch):
-    """The buggy case would be CAUGHT; with the API server not answering it must not be."""
+@pytest.mark.parametrize("buggy", [True, False], ids=["buggy", "fixed"])
+def test_unreachable_truth_is_inconclusive(buggy, fixtures, request, monkeypatch):
+    """Buggy would be CAUGHT, fixed CONVERGED; with the API server not answering, neither.
+
+    (And a blind fixed case is not DIVERGED either: nothing was seen to diverge.)
+    """
+    monkeypatch.setattr(CLAIMS, "SETTLE", BLIND_WINDOW)
     proxy = fixtures["kube_paths"].factory.create("truth", fixtures["kube_cluster"].address)
     truth = fixtures["kube_cluster"].client(via=proxy.listen, user_agent="reconverge-truth")
     real_observe = chk.observe
@@ -178,7 +185,7 @@ def test_unreachable_truth_is_inconclusive_not_caught(fixtures, request, monkeyp
             CLAIMS.test_pod_watch_maps_by_spec_pod_name,
             fixtures,
             request,
-            buggy=True,
+            buggy=buggy,
             kube_truth=truth,
         )
     finally:
