@@ -258,9 +258,10 @@ class UndoReport:
 
     def retry(self) -> list[Resource]:
         """Resources worth another attempt, their attempt count raised (oldest first)."""
-        out = []
+        out, seen = [], set()
         for f in self.failures:
-            if f.retry and f.resource is not None:
+            if f.retry and f.resource is not None and id(f.resource) not in seen:
+                seen.add(id(f.resource))  # one resource may fail in two steps: kept once
                 data = dict(f.resource.data)
                 data["attempts"] = int(data.get("attempts", 0)) + 1
                 out.append(Resource(f.resource.kind, data))

@@ -291,3 +291,12 @@ def test_cli_sweep_one_line_per_failure_exit_1_then_0(ro_fs, tmp_path):
     )
     assert again.returncode == 0, again.stdout + again.stderr
     assert "0 dead run(s) swept" in again.stdout
+
+
+def test_a_resource_failing_in_two_steps_is_kept_once():
+    res = janitor.Resource("path", {"path": "/x"})
+    report = janitor.UndoReport()
+    report.fail("mount /x", OSError(16, "Device or resource busy"), res, retry=True)
+    report.fail("path /x", OSError(16, "Device or resource busy"), res, retry=True)
+    assert [line.split(":")[0] for line in report.lines()] == ["FAILED mount /x", "FAILED path /x"]
+    assert [r.data for r in report.retry()] == [{"path": "/x", "attempts": 1}]
