@@ -102,6 +102,7 @@ def test_bundle_is_one_go_build_of_seven_commands_with_version_ldflags(fake_go):
     m = cache.manifest("kubernetes")
     assert m is not None and set(m["sha256"]) == set(components.KUBERNETES_BINARIES)
     assert m["packages_compiled"] == 7
+    assert m["cpu_seconds"] >= 0 and m["build_seconds"] >= 0
     wrapper = cache.root() / "src" / "kubernetes-v1.34.4"
     gomod = (wrapper / "go.mod").read_text()
     assert "replace k8s.io/kubelet => k8s.io/kubelet v0.34.4" in gomod
