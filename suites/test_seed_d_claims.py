@@ -371,6 +371,8 @@ def test_lost_claim_keeps_pod_name(
     ns, truth = kube_namespace, kube_truth
     kubelet.create_pod("pod-q", labels=pod_labels(m.POD_IDLE))
     create_claim(truth, ns, "claim-c", pod="pod-gone", node="n1", phase=m.BOUND, bound_ago=LONG_AGO)
+    if truth.get(m.PODS, ns, "pod-gone") is None:
+        faults.observed("bound pod missing", claim="claim-c", pod="pod-gone")
     op = claim_operator({B.LOST_KEEPS_PODNAME} if buggy else ())
     obs = chk.observe(
         truth,
@@ -401,6 +403,7 @@ def test_lost_claim_keeps_pod_name(
         fault="bound pod does not exist",
         findings=obs.findings,
         fired={
+            **faults.fired(reconverge_run.dir, verdict.since, effects=["bound pod missing"]),
             # Sync met the NotFound pod (the branch bug 3 lives in), either way
             "sync-pod-not-found": chk.journaled(
                 reconverge_run.dir,
