@@ -19,7 +19,7 @@ from typing import Any
 
 from harness.journal.record import Record
 from harness.report import timeline
-from harness.report.lanes import Picture, lane_of
+from harness.report.lanes import Picture, lane_of, violation_of
 
 LANE_H = 26
 AXIS_H = 22
@@ -69,10 +69,9 @@ class Context:
 
 
 def _scale(picture: Picture) -> float:
-    """Pixels per second: the whole journal in at least MIN_W px, at most MAX_W."""
-    d = max(picture.duration, 1e-3)
-    px = max(MIN_W / d, 400.0)  # never coarser than 0.4 px per ms
-    return min(px, MAX_W / d)
+    """Pixels per second: the whole journal fits MIN_W px (the first look is the overview;
+    zoom and the jump to the first violation give detail)."""
+    return MIN_W / max(picture.duration, 1e-3)
 
 
 def _tick_step(span_s: float) -> float:
@@ -86,7 +85,7 @@ def _tick_step(span_s: float) -> float:
 
 
 def _fmt_t(seconds: float) -> str:
-    return f"+{seconds * 1000:.0f}ms" if seconds < 10 else f"+{seconds:.2f}s"
+    return f"+{seconds * 1000:.0f}ms" if seconds < 2 else f"+{seconds:.2f}s"
 
 
 def swimlanes(picture: Picture) -> str:
@@ -331,7 +330,7 @@ def _findings(ctx: Context, records: Sequence[Record], first: int = 1) -> str:
             continue
         if r.event == "verdict":
             continue
-        bad = r.fields.get("ok") is False or r.event in ("leak", "not_converged")
+        bad = violation_of(r) is not None
         extra = {k: r.fields[k] for k in _TRUTH_KEYS if k in r.fields}
         if not bad and not extra:
             continue
@@ -488,6 +487,7 @@ _JS = r"""
   var basePx = svg ? parseFloat(svg.getAttribute("data-px")) : 1;
   var duration = svg ? parseFloat(svg.getAttribute("data-duration")) : 0;
   var zoom = 1;
+  var JUMP_SPAN = 2.0;
   var RIGHT_PAD = svg ? parseFloat(svg.getAttribute("data-pad")) : 40;
   function X(t){ return 10 + t * basePx * zoom; }
   function rescale(z){
@@ -536,7 +536,12 @@ _JS = r"""
     if (!v) { return; }
     if (ev) { ev.preventDefault(); }
     var t = parseFloat(v.getAttribute("data-t"));
-    if (scroller) { scroller.scrollLeft = Math.max(0, X(t) - scroller.clientWidth / 2); }
+    if (scroller) {
+      // detail around the violation: at most JUMP_SPAN seconds across the view
+      var want = scroller.clientWidth / JUMP_SPAN;
+      if (basePx * zoom < want) { rescale(want / basePx); }
+      scroller.scrollLeft = Math.max(0, X(t) - scroller.clientWidth / 2);
+    }
     v.classList.add("flash");
     setTimeout(function(){ v.classList.remove("flash"); }, 1200);
     var row = document.getElementById("T" + v.getAttribute("data-index"));

@@ -160,7 +160,7 @@ def _order(lanes: list[str]) -> list[str]:
     return sorted(lanes, key=lambda n: (rank(n), first_seen[n]))
 
 
-def _violation_of(rec: Record) -> str | None:
+def violation_of(rec: Record) -> str | None:
     """The text of a violation when ``rec`` is one, else None."""
     f = rec.fields
     if rec.component in ("check", "leaks"):
@@ -170,6 +170,9 @@ def _violation_of(rec: Record) -> str | None:
             return f"not converged: {f.get('what', '')}".strip()
         if f.get("ok") is False and f.get("observed", True) is not False:
             return f"{rec.event}: {f.get('symptom', 'not ok')}"
+        for sub in f.get("findings") or []:  # a checker journaling several findings at once
+            if isinstance(sub, dict) and sub.get("ok") is False and sub.get("observed", True):
+                return f"{sub.get('check', rec.event)}: {sub.get('symptom', 'not ok')}"
     if rec.component == "verdict" and rec.event not in QUIET_OUTCOMES:
         return f"verdict {rec.event}: {f.get('symptom', '')}"
     return None
@@ -266,7 +269,7 @@ def build(records: Sequence[Record], *, start: float | None = None, first: int =
         else:
             items.append(Item(lane, t, None, e, n, detail))
         if violation is None:
-            text = _violation_of(rec)
+            text = violation_of(rec)
             if text:
                 violation = Violation(t, n, lane, text)
     # what never ended is drawn to the end of the journal

@@ -157,3 +157,18 @@ def test_quiet_run_has_no_violation_and_lanes_follow_the_preferred_order() -> No
 def test_empty_journal() -> None:
     pic = lanes.build([])
     assert pic.lanes == [] and pic.items == [] and pic.violation is None
+
+
+def test_a_check_record_carrying_several_findings_can_be_the_violation() -> None:
+    pic = lanes.build(
+        [
+            rec(0.0, "p", "check", "observed", findings=[{"check": "a", "ok": True}]),
+            rec(0.1, "p", "check", "observed", findings=[
+                {"check": "b", "ok": False, "observed": False, "symptom": "blind"},
+                {"check": "claim-c rebound", "ok": False, "observed": True, "symptom": "pod-p"},
+            ]),
+            rec(0.2, "p", "verdict", "CAUGHT"),
+        ]
+    )  # fmt: skip
+    assert pic.violation is not None and pic.violation.index == 2
+    assert pic.violation.text == "claim-c rebound: pod-p"
