@@ -40,6 +40,10 @@ def _cmd_janitor(args: argparse.Namespace) -> int:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
+    if list(args.rest[:1]) == ["kind-node"]:
+        from harness.kind import build_cli
+
+        return build_cli.main(list(args.rest[1:]))
     try:
         from harness import build
     except ImportError as exc:  # pragma: no cover - build ships with the harness
@@ -97,7 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     j.set_defaults(fn=_cmd_janitor)
 
     b = sub.add_parser("build", help="build Go third-party servers into the cache")
-    b.add_argument("rest", nargs=argparse.REMAINDER, help="e.g. ensure containerd@v2.1.5")
+    b.add_argument(
+        "rest",
+        nargs=argparse.REMAINDER,
+        help="e.g. ensure containerd@v2.1.5, or kind-node (the kind node image)",
+    )
     b.set_defaults(fn=_cmd_build)
 
     what = "a failure bundle (journal.jsonl), a run or artifacts dir (journal/*.jsonl) or a file"
@@ -126,9 +134,16 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("spec", help="<nodeid>@<seed> as printed by a failing case")
     rp.set_defaults(fn=_cmd_repro)
 
-    u = sub.add_parser("up", help="start containerd (+ toxiproxy relays) in the foreground")
+    u = sub.add_parser("up", help="start containerd (or --kube kind) + toxiproxy in the foreground")
     u.add_argument("--namespace", default="reconverge")
     u.add_argument("--containerd", default=None, help="containerd binary or version (v2.1.5)")
+    u.add_argument(
+        "--kube",
+        choices=("kind",),
+        default=None,
+        help="bring up a Kubernetes cluster instead: kind (nodes from the local node image)",
+    )
+    u.add_argument("--nodes", type=int, default=1, help="kind: number of nodes (default 1)")
     u.set_defaults(fn=_cmd_up)
     return p
 

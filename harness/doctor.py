@@ -62,11 +62,27 @@ def _docker_row() -> Row:
     docker = binaries.locate("docker")
     dockerd = binaries.locate("dockerd")
     if docker is None or dockerd is None:
-        return Row("docker", "missing", "-", "-", "toxiproxy container backend", False)
+        return Row("docker", "missing", "-", "-", "toxiproxy container backend, kind", False)
     version = binaries.version_of("dockerd", dockerd.path)
     running = _docker_running()
     state = "daemon running" if running else "daemon started on demand"
-    return Row("docker", "ok", version, f"{dockerd.path} ({state})", "toxiproxy container", False)
+    return Row(
+        "docker", "ok", version, f"{dockerd.path} ({state})", "toxiproxy container, kind", False
+    )
+
+
+def _runtime_row() -> Row:
+    """The capability-dropping OCI runtime the harness's dockerd runs containers with."""
+    from harness.errors import ReconvergeError
+    from harness.providers import docker
+
+    try:
+        path = docker.runtime_path()
+    except ReconvergeError as exc:
+        return Row(docker.RUNTIME, "missing", "-", "-", f"kind ({exc.fix})", False)
+    runc = binaries.locate("runc")
+    over = f"over {runc.path}" if runc else "runc missing"
+    return Row(docker.RUNTIME, "ok", "-", f"{path} ({over})", "dockerd default runtime", False)
 
 
 def _docker_running() -> bool:
@@ -116,6 +132,7 @@ def rows() -> list[Row]:
         _binary_row("runc", backend="runc peer in ci/bench", required=True),
         _binary_row("socat", backend="unix<->tcp relays", required=True),
         _docker_row(),
+        _runtime_row(),
     ]
     out += _kube_rows()
     out += _cache_rows()

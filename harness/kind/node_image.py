@@ -170,6 +170,7 @@ def ensure(*, log: Callable[[str], None] = print) -> NodeImage:
     image = _image(base, kube, kube_digest)
     _stub_tree()
     merge(image)
+    prune(keep={kube, *image.trees})
     log(f"kind-node: {image.tag} ready in {time.monotonic() - t0:.1f} s")
     return image
 
@@ -298,3 +299,24 @@ def merge(image: NodeImage) -> Path:
     for old in merged[KEEP_MERGED:]:
         subprocess.run(["rm", "-rf", str(old)], check=False, timeout=300)
     return final
+
+
+def prune(*, keep: set[Path], newest: int = 2) -> list[Path]:
+    """Remove old kube, stub and merged trees (never one in ``keep``, never the newest few).
+
+    Why: every harness commit makes a stub tree and every image a merged tree; without
+    pruning the cache grows by a node image's worth of directory entries each time.
+    """
+    removed = []
+    root = rootfs.cache_root()
+    for prefix in ("kube-", "stub-", "node-"):
+        trees = sorted(
+            (p for p in root.glob(prefix + "*") if p.is_dir() and not p.name.endswith(".partial")),
+            key=lambda p: p.stat().st_mtime,
+            reverse=True,
+        )
+        for old in trees[newest:]:
+            if old not in keep:
+                subprocess.run(["rm", "-rf", str(old)], check=False, timeout=300)
+                removed.append(old)
+    return removed
