@@ -535,7 +535,8 @@ def _write_bundle(
     rows = [v for k, v in getattr(report, "user_properties", ()) if k == _VERDICT_KEY]
     verdict = json.loads(str(rows[-1])) if rows else None
     where = bundle.case_dir(root, _slug(item.nodeid, 80))
-    return bundle.write_case(where, item, run, records, verdict=verdict)
+    failure = str(getattr(report, "longreprtext", "") or "")
+    return bundle.write_case(where, item, run, records, verdict=verdict, failure=failure)
 
 
 # -- path-specific fixtures -----------------------------------------------------------------

@@ -230,6 +230,7 @@ def write_case(
     records: Sequence[Record],
     *,
     verdict: dict[str, Any] | None,
+    failure: str = "",
 ) -> Path:
     """Write a failing case's bundle (see the module docstring) and return its directory."""
     from harness.pytest_plugin import case_seed, session_seed
@@ -252,6 +253,10 @@ def write_case(
     )
     if verdict is not None:
         meta["verdict"] = verdict
+    if failure:
+        # pytest's report of the failure: the evidence lines (view vs truth, details)
+        (bundle / "failure.txt").write_text(failure + "\n")
+        meta["failure"] = assertion_lines(failure)
     (bundle / "meta.json").write_text(json.dumps(meta, indent=1, default=str) + "\n")
     logs = run.dir / "logs"
     if logs.is_dir():
@@ -264,6 +269,16 @@ def write_case(
         verdicts=[verdict] if verdict is not None else [],
     )
     return bundle
+
+
+def assertion_lines(text: str, limit: int = 60) -> str:
+    """The ``E   …`` lines of a pytest failure (the assertion and its evidence), else its tail."""
+    # pytest writes "E" + three spaces, then the message with its own indentation
+    lines = [ln[4:].rstrip() if ln.startswith("E ") else None for ln in text.splitlines()]
+    picked = [ln for ln in lines if ln is not None]
+    if not picked:
+        picked = text.strip().splitlines()[-limit:]
+    return "\n".join(picked[:limit])
 
 
 def _special_files(directory: str, names: list[str]) -> list[str]:

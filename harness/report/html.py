@@ -324,6 +324,12 @@ def _findings(ctx: Context, records: Sequence[Record], first: int = 1) -> str:
                 state = "unobservable"
             rows.append((v.get("case", ""), f.get("check", ""), state, f.get("symptom", "")))
     table = _table(("case", "check", "state", "symptom"), rows, "findings")
+    failure = str(ctx.meta.get("failure") or "")
+    if failure:
+        table = (
+            '<h3>As the case reported it</h3><pre class="failure" id="failure">'
+            f"{_e(failure)}</pre>" + table
+        )
     checks = []
     for n, r in enumerate(records, first):
         if r.component not in ("check", "leaks"):
@@ -473,7 +479,9 @@ th{background:#f3f3f3}
 table.timeline td:nth-child(6){font-family:monospace;font-size:12px;word-break:break-all}
 tr.violation td{background:#f3e5f5}tr.hl td{background:#fff59d}
 tr:target td{background:#fff59d}
-details{margin:3px 0}details pre{background:#f7f7f7;padding:6px;overflow-x:auto;max-height:300px}
+details{margin:3px 0}
+pre.failure{background:#fff3f3;border:1px solid #f0caca;padding:6px;overflow-x:auto}
+details pre{background:#f7f7f7;padding:6px;overflow-x:auto;max-height:300px}
 .bad{color:#c62828}.none{color:#888}
 .badge.bad{background:#c62828;color:#fff}
 #filter{width:320px;padding:3px}

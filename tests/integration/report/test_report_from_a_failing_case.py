@@ -139,6 +139,7 @@ def test_the_case_fails_with_its_verdict_and_leaves_one_bundle(failed: dict[str,
     meta = json.loads((bundle / "meta.json").read_text())
     assert meta["seed"] == 11
     assert meta["verdict"]["outcome"] == "DIVERGED"
+    assert "first reply" in meta["failure"] and (bundle / "failure.txt").is_file()
     assert meta["settings"]["RECONVERGE_FAILPOINTS"] == FAULT
     # toxiproxy started in the first case: versions come from the whole run, not the window
     assert meta["versions"].get("toxiproxy", "").startswith("v2."), meta["versions"]
@@ -208,6 +209,7 @@ def test_report_renders_in_chromium_with_lanes_and_the_first_violation(
     assert page.locator(".fault-mark").count() >= 1  # the failpoint trigger
     assert "DIVERGED" in page.locator("header").inner_text()
     assert "RECONVERGE_FAILPOINTS=" in page.locator("#repro").inner_text()
+    assert "ERR injected" in page.locator("#failure").inner_text()  # the evidence, verbatim
     violation = page.locator("#first-violation")
     index = violation.get_attribute("data-index")
     assert index, "no first violation drawn"

@@ -181,3 +181,11 @@ def test_a_long_journal_pages_its_tail_with_absolute_t_numbers() -> None:
     assert "T1…T41 are not on this page" in page
     events = json.loads(tr)["traceEvents"]
     assert sum(1 for e in events if e.get("name") == "tick") == 50  # the trace has them all
+
+
+def test_assertion_lines_pick_pytests_e_lines() -> None:
+    text = (
+        "def f():\n>   assert x\nE   AssertionError: c [fixed]: DIVERGED\nE     leak: pid 5\nf.py:3"
+    )
+    assert bundle.assertion_lines(text) == "AssertionError: c [fixed]: DIVERGED\n  leak: pid 5"
+    assert bundle.assertion_lines("only\ntext") == "only\ntext"
