@@ -71,6 +71,27 @@ def _judge(env, verdict, *, case, buggy, fault, findings, failpoints, symptom) -
     )
 
 
+def dual_delete_signature(f: Mapping[str, Finding]) -> str | None:
+    """§2.3's whole end state; overlapping Deletes alone, or a leftover of another shape
+    (a task or bundle left behind), is a different bug and must not read as this one."""
+    d, lk = chk.by_check(f, "delete"), chk.by_check(f, "leak")
+    parts = {
+        "two shim Deletes": d.get("requests") == 2,
+        "the Deletes overlapped": d.get("overlaps", 0) >= 1,
+        "one Delete got NotFound": d.get("not_found") == 1,
+        "a Shutdown no-op while the map held the sandbox": d.get("shutdown_noops", 0) >= 1,
+        "shim alive": bool(lk.get("shim_alive")),
+        "shim's task map empty": lk.get("shim_status") == chk.NO_TASK,
+        "containerd has no task": lk.get("containerd_task") == "",
+        "bundle gone": lk.get("bundle") is False,
+    }
+    return chk.signature(
+        parts,
+        "leaked shim: alive, empty task map, no task, bundle gone; "
+        "2 overlapping Deletes, one NotFound, Shutdown no-op",
+    )
+
+
 @pytest.mark.parametrize("buggy", variants(B.DUAL_EXIT_HANDLERS))
 def test_dual_exit_handlers(buggy, sandbox_env, verdict):
     """The sandbox task exits; watcher (and, buggy, subscriber) handle the exit."""
@@ -88,24 +109,6 @@ def test_dual_exit_handlers(buggy, sandbox_env, verdict):
     )
     leak = env.leak(timeout=2.0)
 
-    def symptom(f: Mapping[str, Finding]) -> str | None:
-        d, lk = chk.by_check(f, "delete"), chk.by_check(f, "leak")
-        parts = {
-            "two shim Deletes": d.get("requests") == 2,
-            "the Deletes overlapped": d.get("overlaps", 0) >= 1,
-            "one Delete got NotFound": d.get("not_found") == 1,
-            "a Shutdown no-op while the map held the sandbox": d.get("shutdown_noops", 0) >= 1,
-            "shim alive": bool(lk.get("shim_alive")),
-            "shim's task map empty": lk.get("shim_status") == chk.NO_TASK,
-            "containerd has no task": lk.get("containerd_task") == "",
-            "bundle gone": lk.get("bundle") is False,
-        }
-        return chk.signature(
-            parts,
-            "leaked shim: alive, empty task map, no task, bundle gone; "
-            "2 overlapping Deletes, one NotFound, Shutdown no-op",
-        )
-
     _judge(
         env,
         verdict,
@@ -114,7 +117,7 @@ def test_dual_exit_handlers(buggy, sandbox_env, verdict):
         fault=f"kill sandbox task; shim.Delete.between=delay({gap_ms})",
         findings=[deletes, leak],
         failpoints=[DELETE_BETWEEN],
-        symptom=symptom,
+        symptom=dual_delete_signature,
     )
 
 

@@ -758,9 +758,12 @@ def signature(parts: Mapping[str, bool], line: str) -> str | None:
     """``line`` when every named part of a seed's signature holds, else None.
 
     Why a helper: a symptom predicate must demand the *whole* signature; listing the parts
-    by name keeps each predicate readable and its missing part printable.
+    by name keeps each predicate readable, and the parts that did not hold are journaled
+    (a MISSED case's timeline says which piece of the signature was absent).
     """
-    return line if parts and all(parts.values()) else None
+    held = bool(parts) and all(parts.values())
+    journal.emit("check", "signature", holds=held, missing=missing(parts))
+    return line if held else None
 
 
 def missing(parts: Mapping[str, bool]) -> list[str]:
