@@ -189,3 +189,17 @@ def test_assertion_lines_pick_pytests_e_lines() -> None:
     )
     assert bundle.assertion_lines(text) == "AssertionError: c [fixed]: DIVERGED\n  leak: pid 5"
     assert bundle.assertion_lines("only\ntext") == "only\ntext"
+
+
+def test_keep_moves_a_run_dir_out_of_the_swept_run_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RECONVERGE_RUN_ROOT", str(tmp_path / "rcv"))
+    assert bundle.kept_root(None) == tmp_path / "rcv.kept"
+    assert bundle.kept_root(tmp_path / "art") == tmp_path / "art" / "runs"
+    run_dir = tmp_path / "rcv" / "r0000beef"
+    (run_dir / "journal").mkdir(parents=True)
+    (run_dir / "journal" / "p.1.jsonl").write_text(JOURNAL[0].to_json() + "\n")
+    kept = bundle.keep_run_dir(run_dir, bundle.kept_root(None))
+    assert kept == tmp_path / "rcv.kept" / "r0000beef" and not run_dir.exists()
+    assert source.load(kept).kind == "run"
