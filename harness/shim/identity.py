@@ -14,6 +14,9 @@ correctly, is:
   which container it serves (:func:`registry_of`); its working directory is the bundle
   (``…/<namespace>/<id>``), which names the container when the entry is missing.
 
+A daemon inside a kind node is in the host's /proc as well (the node is a child pid
+namespace); :func:`container_of` names the node container from its cgroup.
+
 A task process the stub spawns is marked too (:data:`ENV_TASK`, :data:`ENV_SHIM_PID` in its
 environment), so a task whose shim died (a ``panic``) is found by :func:`orphaned_tasks`.
 
@@ -163,6 +166,26 @@ def bundle_of(pid: int) -> tuple[str, str] | None:
     if len(parts) >= 3 and parts[-3] == TASK_STATE:
         return parts[-2], parts[-1]
     return None
+
+
+def container_in_cgroup(text: str) -> str | None:
+    """The container id (64 hex) a ``/proc/<pid>/cgroup`` text names, or None.
+
+    Docker puts a container's processes under ``…/docker/<id>`` (cgroupfs driver) or
+    ``…/docker-<id>.scope`` (systemd driver), v1 or v2; a kind node is such a container, so
+    this names the node a stub daemon runs in when seen from the host's /proc.
+    """
+    for line in text.splitlines():
+        for part in line.rsplit(":", 1)[-1].split("/"):
+            name = part.removeprefix("docker-").removesuffix(".scope")
+            if len(name) == 64 and all(c in "0123456789abcdef" for c in name):
+                return name
+    return None
+
+
+def container_of(pid: int) -> str | None:
+    """The container (e.g. a kind node) ``pid`` runs in, from its cgroup; None on the host."""
+    return container_in_cgroup(_read(f"/proc/{pid}/cgroup").decode(errors="replace"))
 
 
 def registry_entries(shims_dir: Path) -> list[dict]:

@@ -296,3 +296,23 @@ def test_a_live_shim_that_never_answers_is_unobservable(
         leaks.wait_until_clean(reconverge_run.dir, timeout=0.3, namespace="ns-h")
     took = time.monotonic() - t0
     assert took < 0.3 + leaks.MIN_PROBE_S + 0.7, f"a probe blocked past the budget: {took:.2f}s"
+
+
+NODE = "3f" * 32
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"0::/system.slice/docker-{NODE}.scope/kubelet.slice/kubepods\n",  # v2, systemd driver
+        f"12:pids:/docker/{NODE}/kubelet/kubepods/pod1\n0::/\n",  # v1, cgroupfs driver
+    ],
+)
+def test_the_node_container_of_a_daemon_comes_from_its_cgroup(text):
+    assert identity.container_in_cgroup(text) == NODE
+
+
+def test_a_host_process_is_in_no_container():
+    assert identity.container_in_cgroup("0::/user.slice/session-1.scope\n") is None
+    assert identity.container_in_cgroup("4:memory:/process_api/4d354ba1f229fe08\n") is None
+    assert identity.container_of(2**22 + 7) is None  # no such pid
