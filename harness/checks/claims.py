@@ -352,9 +352,6 @@ Check = Callable[[World], Finding]
 #: The ``end`` finding's name: how an observation ended (see :func:`observe`).
 END = "end"
 
-#: Ends that are positive evidence of a final state (``timeout`` and ``blind`` are not).
-FINAL_ENDS = ("converged", "settled", "looping", "held", "seen")
-
 
 def fact(name: str, expect: Expect, symptom: str | None = None) -> Check:
     """A check from an expectation: ok when ``expect`` finds no difference.
