@@ -96,7 +96,9 @@ class Run:
             with contextlib.suppress(OSError):
                 save_resources(self.dir, retry)
         elif not keep_dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
+            left = _remove_tree(self.dir)
+            if left:  # the next sweep tries again (its owner will be gone)
+                print(f"reconverge: run dir {self.dir} left: {left}", file=sys.stderr)
             with contextlib.suppress(OSError):
                 self.dir.parent.rmdir()  # only succeeds when no other run is live
         _unregister(self)
