@@ -66,7 +66,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "needs(*components): the case needs real components")
+    config.addinivalue_line(
+        "markers",
+        "needs(*components): real components (toxiproxy, containerd, ...) or kube:<capability>",
+    )
     config.addinivalue_line("markers", "suite: a fault-injection suite case with a verdict")
     # The controller picks the seed so every xdist worker shares it.
     if config.getoption("reconverge_seed") is None and not hasattr(config, "workerinput"):
