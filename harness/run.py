@@ -227,8 +227,11 @@ def _sweep_one(run_dir: Path, report: SweepReport) -> None:
                 report.failures.append(f"run dir {run_dir}: {left}")
     finally:
         os.close(fd)
-    done = undone.done
-    report.runs.append(f"swept {run_dir.name}: " + ("; ".join(done) if done else "nothing left"))
+    what = "; ".join(undone.done) if undone.done else "nothing to undo"
+    if undone.failures:
+        kept = f", record kept for {len(retry)} to retry" if retry else ""
+        what += f"; {len(undone.failures)} left{kept}"
+    report.runs.append(f"swept {run_dir.name}: {what}")
 
 
 def _remove_tree(path: Path) -> str:
