@@ -39,6 +39,7 @@ def main(args: argparse.Namespace) -> int:
         kubectl = str(bins / "kubectl") if bins else "kubectl"
         timings = ", ".join(f"{k} {v:.1f} s" for k, v in cluster.timings.items())
         print(f"cluster     {cluster.name}: {', '.join(cluster.nodes)} Ready ({timings})")
+        print(f"memory      peak {cluster.peak_memory_bytes / 2**20:.0f} MiB during bring-up")
         print(f"api server  {cluster.creds.server}   kubeconfig {kc}")
         print(f"toxiproxy   http://{proxy_server.api}  proxy {proxy.name} {proxy.listen}")
         print(f"            kubeconfig through the proxy: {via}")

@@ -243,6 +243,7 @@ class KindCluster(Cluster):
         self.api_port = 0
         self.network: docker.Network | None = None
         self.timings: dict[str, float] = {}
+        self.peak_memory_bytes = 0
 
     # -- bring-up -------------------------------------------------------------------------
     @classmethod
@@ -281,9 +282,24 @@ class KindCluster(Cluster):
         cfg = self.workdir / "kind.yaml"
         cfg.write_text(yaml.safe_dump(config_document(self.api_port, nodes=nodes), sort_keys=False))
         journal.emit("kube", "kind_create", cluster=self.name, api_port=self.api_port, nodes=nodes)
-        t1 = time.monotonic()
-        self._kind_create(cfg, image.tag, timeout=timeout)
-        self.timings["kind_create"] = time.monotonic() - t1
+        with PeakMemory(eng.cgroup_parent) as sampler:
+            t1 = time.monotonic()
+            self._kind_create(cfg, image.tag, timeout=timeout)
+            self.timings["kind_create"] = time.monotonic() - t1
+            self._after_create(nodes=nodes, smoke=smoke)
+        self.peak_memory_bytes = sampler.peak
+        self.bring_up_seconds = time.monotonic() - t0
+        journal.emit(
+            "kube",
+            "kind_ready",
+            **self.describe(),
+            timings={k: round(v, 1) for k, v in self.timings.items()},
+            peak_memory_mib=round(self.peak_memory_bytes / 2**20),
+        )
+        return self
+
+    def _after_create(self, *, nodes: int, smoke: bool) -> None:
+        """Credentials, pod routes, nodes Ready, RuntimeClass, stub smoke pod; logs on failure."""
         try:
             self.creds = kubeconfig.load(self.kubeconfig, workdir=self.workdir / "creds")
             if nodes > 1:
@@ -306,14 +322,6 @@ class KindCluster(Cluster):
                 f"kind cluster {self.name}: API call after create failed: {why}"
                 f" (node logs: {where})"
             ) from None
-        self.bring_up_seconds = time.monotonic() - t0
-        journal.emit(
-            "kube",
-            "kind_ready",
-            **self.describe(),
-            timings={k: round(v, 1) for k, v in self.timings.items()},
-        )
-        return self
 
     def _kind(self, *args: str, timeout: float, log: Path | None = None) -> int:
         """Run ``kind`` against our dockerd and network (output to ``log``); exit code."""
@@ -529,12 +537,13 @@ class KindCluster(Cluster):
         return [{"id": r[0], "pid": r[1], "status": r[2]} for r in rows if len(r) >= 3]
 
     def memory_bytes(self) -> int:
-        """Resident memory of every process in the cluster's nodes, summed (``ps`` in each)."""
-        total = 0
-        for node in self.nodes:
-            out = self.exec(node, "ps", "-eo", "rss=")
-            total += sum(int(x) for x in out.stdout.decode().split() if x.isdigit()) * 1024
-        return total
+        """Resident memory (RSS) of every process in the cluster's containers, summed.
+
+        Read on the host from the run's dockerd cgroup (``pids`` hierarchy, which every
+        container process joins) and ``/proc/<pid>/status``: no exec into a node, so it can
+        be sampled while ``kind create`` runs.
+        """
+        return cgroup_rss(self.engine.cgroup_parent)
 
     # -- faults ---------------------------------------------------------------------------
     def restart_apiserver(self, *, graceful: bool = True) -> float:
@@ -648,3 +657,47 @@ class KindCluster(Cluster):
         self._kind(
             "delete", "cluster", "--name", name, "--kubeconfig", str(self.kubeconfig), timeout=120
         )
+
+
+def cgroup_rss(parent: str) -> int:
+    """Sum of VmRSS over the processes below ``/sys/fs/cgroup/pids/<parent>`` (0 if none)."""
+    from harness.janitor import _cgroup_pids, cgroup_mounts
+
+    mounts = [m for m in cgroup_mounts() if m.name in ("pids", "unified")]
+    total = 0
+    for pid in set(_cgroup_pids(mounts[0] / parent)) if mounts else set():
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024
+    return total
+
+
+class PeakMemory:
+    """Samples :func:`cgroup_rss` every ``interval`` s on a thread; ``peak`` is the maximum."""
+
+    def __init__(self, parent: str, interval: float = 1.0) -> None:
+        import threading
+
+        self.parent = parent
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="kind-peak-memory", daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, cgroup_rss(self.parent))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.peak = max(self.peak, cgroup_rss(self.parent))
