@@ -132,6 +132,10 @@ def _missing(component: str) -> str | None:
 
     if component.startswith(KUBE_NEED_PREFIX):
         return None  # a backend capability, not a binary: checked against the cluster
+    if component == "kind":  # docker, dockerd, kind and the node image (harness.kind.fixtures)
+        from harness.kind.fixtures import kind_missing
+
+        return kind_missing()
     for binary in _COMPONENT_CHECKS.get(component, (component,)):
         try:
             if binaries.locate(binary) is None:
@@ -552,6 +556,7 @@ pytest_plugins = [
         "harness.kube_fixtures",
         "harness.sandbox_fixtures",
         "harness.cri_fixtures",
+        "harness.kind.fixtures",
         "harness.report.plugin",
     )
     if importlib.util.find_spec(name) is not None
