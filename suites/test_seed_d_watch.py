@@ -27,8 +27,10 @@ operator only: duplicated and reordered events must not matter (their counters a
 findings), and a dropped DELETE must be healed by the relist a 410 forces (the 410 and the
 relist are proven from the journal).
 
-A case whose backend lacks a capability (compaction, restart) skips — and fails under
-``--reconverge-strict``: a silent skip is a vacuous pass.
+A case whose backend lacks a capability (compaction, restart) skips with the reason —
+and fails under ``--reconverge-strict`` (``require_capability``): a silent skip is a
+vacuous pass. The check is a call, not a marker, so the mutation meta-test that calls
+these functions directly gets it too.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import pytest
 
 from harness.checks import claims as chk
 from harness.checks import faults
+from harness.kube_fixtures import require_capability
 from harness.providers.kube import COMPACT, RESTART
 from harness.reconciler.claims import bugs as B
 from harness.reconciler.claims import model as m
@@ -64,15 +67,6 @@ def variants(switch: str) -> list:
 
 def _variant(buggy: bool) -> str:
     return "buggy" if buggy else "fixed"
-
-
-def require(request: pytest.FixtureRequest, ok: bool, reason: str) -> None:
-    """Skip a case the backend cannot run — fail it instead under ``--reconverge-strict``."""
-    if ok:
-        return
-    if request.config.getoption("reconverge_strict"):
-        pytest.fail(f"{reason} (strict: a skipped case would be a vacuous pass)", pytrace=False)
-    pytest.skip(reason)
 
 
 def _settled_scenario(claim_operator, truth, ns, kubelet, bugs=()):
@@ -291,7 +285,7 @@ def test_compaction_410_gone(
     verdict,
     request,
 ):
-    require(request, kube_cluster.can(COMPACT), f"{kube_cluster.backend}: cannot compact etcd")
+    require_capability(request, kube_cluster, COMPACT)
     ns, truth = kube_namespace, kube_truth
     op = _settled_scenario(
         claim_operator, truth, ns, kubelet, {B.WATCH_NO_RELIST_ON_410} if buggy else ()
@@ -360,9 +354,7 @@ def test_apiserver_restart(
     verdict,
     request,
 ):
-    require(
-        request, kube_cluster.can(RESTART), f"{kube_cluster.backend}: cannot restart the API server"
-    )
+    require_capability(request, kube_cluster, RESTART)
     ns, truth = kube_namespace, kube_truth
     op = _settled_scenario(
         claim_operator, truth, ns, kubelet, {B.WATCH_END_MEANS_DONE} if buggy else ()
@@ -481,7 +473,7 @@ def test_dropped_delete_healed_by_relist(
     verdict,
     request,
 ):
-    require(request, kube_cluster.can(COMPACT), f"{kube_cluster.backend}: cannot compact etcd")
+    require_capability(request, kube_cluster, COMPACT)
     ns, truth = kube_namespace, kube_truth
     op = _settled_scenario(claim_operator, truth, ns, kubelet)
     pods = op.informers["pods"]
