@@ -110,8 +110,10 @@ def test_slow_close_delays_eof(toxiproxy, echo_server, reconverge_run, verdict):
     proxy = toxiproxy.create("echo", echo_server.address)
     proxy.add_toxic("slow_close", delay=400)
     with _connect(proxy) as s:
-        s.sendall(b"BYE\n")  # the server closes at once
+        # the clock starts before the send: slow_close's 400 ms start when the server closes,
+        # which may happen before sendall returns to a descheduled test thread
         t0 = time.monotonic()
+        s.sendall(b"BYE\n")  # the server closes at once
         data, _ = _read_until_eof(s)
         took = time.monotonic() - t0
     assert data == b""
