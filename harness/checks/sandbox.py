@@ -689,12 +689,16 @@ class EventRecorder:
         assert self._client is not None
         marker = f"{topic}-{time.monotonic_ns()}"
 
-        def publish_and_look() -> bool:
+        def publish_and_look() -> str:
+            if self._task is not None and self._task.done():
+                return "stream ended"  # containerd went away: no marker will ever arrive
             evt = events_pb2.TaskPaused(container_id=marker)
             asyncio.run_coroutine_threadsafe(self._client.publish(topic, evt), self._loop).result(5)
-            return any(i == marker for _, i in list(self.seen))
+            return "seen" if any(i == marker for _, i in list(self.seen)) else ""
 
-        wait_for(publish_and_look, timeout=10, what=f"{topic} delivered", interval=0.05)
+        got = wait_for(publish_and_look, timeout=10, what=f"{topic} delivered", interval=0.05)
+        if got == "stream ended":
+            raise Unobservable(f"the event subscription ended before {topic} was delivered")
 
     def barrier(self) -> list[tuple[str, str]]:
         """Events seen before a barrier published now."""
