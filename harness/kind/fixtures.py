@@ -451,3 +451,25 @@ def load_suite(stem: str) -> ModuleType:
     sys.modules[name] = mod
     spec.loader.exec_module(mod)
     return mod
+
+
+def shim_replies(
+    run_dir: Path, since: float, ids: set[str], *, outcome: str | None = "ok"
+) -> dict[str, int]:
+    """How many ``<method>`` replies the shims of ``ids`` journaled since ``since``.
+
+    From the nodes' shim journals (call :meth:`KindSession.sync_journal` first): the proof
+    that kubelet -> CRI -> containerd really drove a pod's shims (Create, Start, Delete,
+    Shutdown...). ``outcome``: only replies with that outcome (None: any).
+    """
+    from collections import Counter
+
+    from harness.journal import merge
+
+    n: Counter[str] = Counter()
+    for r in merge.since(merge.load(run_dir), since):
+        if r.component != "shim" or r.event != "reply" or r.fields.get("id") not in ids:
+            continue
+        if outcome is None or r.fields.get("outcome") == outcome:
+            n[str(r.fields.get("method"))] += 1
+    return dict(n)
