@@ -8,11 +8,13 @@ case's finding, never the next one's.
 
 Fixtures and helpers:
 
-- ``kind_cluster`` (session) -> :class:`KindSession`: the provider's cluster (reused when
-  ``--reconverge-kube=kind`` made ``kube_cluster`` a kind cluster already), our CRDs, the
+- ``kind_cluster`` (session) -> :class:`KindSession`: the provider's cluster, our CRDs, the
   node shim journal switched on, a :class:`~harness.checks.node_leaks.NodeLeakChecker`, and
   the versions read from the node (containerd's binary, kubelet's node status). Missing
-  kind / docker / node image: skipped, or **failed** under ``--reconverge-strict``.
+  kind / docker / node image: skipped, or **failed** under ``--reconverge-strict``. It is
+  its own cluster even under ``--reconverge-kube=kind`` (then ``kube_cluster`` is a second
+  one): the kind suites override ``kube_cluster`` with this one, and a session fixture
+  asking pytest for ``kube_cluster`` by name would resolve that override — a cycle.
 - ``kind_namespace``: a namespace for the case; afterwards every pod in it is deleted and
   the nodes must hold no shim of it within :data:`TEARDOWN_LEAK_S` (a teardown failure
   naming each leak, its pod and node; an unreadable node fails too).
@@ -183,7 +185,7 @@ def kind_cluster(reconverge_run: Run, request: pytest.FixtureRequest) -> Iterato
     from harness.checks.node_leaks import NodeLeakChecker
     from harness.errors import ReconvergeError
     from harness.providers.kube import crds
-    from harness.providers.kube.kind import KindCluster, KindProvider
+    from harness.providers.kube.kind import KindProvider
     from harness.pytest_plugin import skip_unless_strict
 
     failed = request.config.stash.get(_CLUSTER_ERROR, None)
@@ -193,13 +195,8 @@ def kind_cluster(reconverge_run: Run, request: pytest.FixtureRequest) -> Iterato
     if why:
         skip_unless_strict(request.config, f"needs kind: {why}")
     t0 = time.monotonic()
-    owned = request.config.getoption("reconverge_kube") != "kind"
     try:
-        if owned:
-            cluster = KindProvider().start(reconverge_run)
-        else:  # --reconverge-kube=kind: the kube fixtures' cluster is already ours
-            cluster = request.getfixturevalue("kube_cluster")
-        assert isinstance(cluster, KindCluster), f"not a kind cluster: {cluster!r}"
+        cluster: KindCluster = KindProvider().start(reconverge_run)
         seconds = {"create": round(time.monotonic() - t0, 1)}
         seconds.update({k: round(v, 1) for k, v in cluster.timings.items()})
         truth = cluster.truth()
@@ -223,8 +220,7 @@ def kind_cluster(reconverge_run: Run, request: pytest.FixtureRequest) -> Iterato
     journal.emit("kind", "session_cluster", versions=versions, seconds=seconds)
     yield session
     session.sync_journal()
-    if owned:
-        cluster.stop()
+    cluster.stop()
 
 
 @pytest.fixture
