@@ -94,7 +94,7 @@ class SandboxEnv:
         return leaks.registry_entry(self.run_dir, self.namespace, sid)
 
     def leak(self, sids: Iterable[str] = ("sb",), *, timeout: float) -> Any:
-        """The leak checker on this case's namespace, journaled (an ``Outcome``)."""
+        """The leak checker on this case's namespace, journaled (a ``harness.verdict.Finding``)."""
         from harness.checks import sandbox as chk
 
         c = self.containerd
