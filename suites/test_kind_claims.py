@@ -29,7 +29,8 @@ import pytest
 
 from harness.kind.fixtures import KindVerdict, load_suite
 
-pytestmark = [pytest.mark.needs("kind", "toxiproxy"), pytest.mark.suite]
+#: the first kind case of a session pays the cluster bring-up (minutes on a loaded box)
+pytestmark = [pytest.mark.needs("kind", "toxiproxy"), pytest.mark.suite, pytest.mark.timeout(900)]
 
 CLAIMS = load_suite("test_seed_d_claims")
 WATCH = load_suite("test_seed_d_watch")

@@ -19,7 +19,8 @@ from harness.providers.kube.api import PODS
 from harness.verdict import Finding, Outcome
 from harness.wait import wait_for
 
-pytestmark = [pytest.mark.needs("kind"), pytest.mark.suite]
+#: the first kind case of a session pays the cluster bring-up (minutes on a loaded box)
+pytestmark = [pytest.mark.needs("kind"), pytest.mark.suite, pytest.mark.timeout(900)]
 
 SUITE = "kind"
 POD = "stub-smoke"

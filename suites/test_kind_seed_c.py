@@ -39,7 +39,8 @@ from harness.sandbox_fixtures import failpoint_annotations
 from harness.verdict import Finding
 from harness.wait import wait_for
 
-pytestmark = [pytest.mark.needs("kind"), pytest.mark.suite]
+#: the first kind case of a session pays the cluster bring-up (minutes on a loaded box)
+pytestmark = [pytest.mark.needs("kind"), pytest.mark.suite, pytest.mark.timeout(900)]
 
 SEED_C = load_suite("test_seed_c_shutdown")  # its failpoint names and its signature parts
 SUITE = SEED_C.SUITE
