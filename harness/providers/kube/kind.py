@@ -255,9 +255,17 @@ class KindCluster(Cluster):
         api_port: int | None = None,
         smoke: bool = True,
         timeout: float = CREATE_TIMEOUT,
+        extra_patches: list[str] | None = None,
         **_ignored: Any,
     ) -> KindCluster:
-        """Everything in the module docstring, in order; returns once a stub pod ran."""
+        """Everything in the module docstring, in order; returns once a stub pod ran.
+
+        ``extra_patches``: more kubeadmConfigPatches (YAML documents) after ours.
+
+        Raises:
+            PortInUse: ``api_port`` is taken (checked before anything starts).
+            ProviderFailed: a step failed; the message names it and where the logs are.
+        """
         if nodes < 1:
             raise ReconvergeError(f"a kind cluster needs at least one node, not {nodes}")
         image = node_image.cached()
@@ -265,6 +273,8 @@ class KindCluster(Cluster):
             raise ProviderFailed("kind: no node image", fix=BUILD_FIX)
         kind = locate_kind()
         assert kind is not None
+        port = int(api_port or free_port())
+        ensure_port_free(port, what="kind API server")  # before anything starts
         t0 = time.monotonic()
         eng = docker.engine(run, private=True)
         self = cls(run, f"rcv-{run.id}", kind, eng)
@@ -272,15 +282,16 @@ class KindCluster(Cluster):
         self.timings["dockerd"] = time.monotonic() - t0
         self.timings["image_load"] = node_image.load(image, eng.env())
         self.network = docker.network(run, eng)
-        self.api_port = int(api_port or free_port())
-        ensure_port_free(self.api_port, what="kind API server")
+        self.api_port = port
         self.nodes = node_names(self.name, nodes)
         for node in self.nodes:  # registered before they exist: a SIGKILL sweep removes them
             run.janitor.container(node, docker_host=eng.host, private=True)
         run.janitor.path(self.kubeconfig)
         run.janitor.callback(f"kind delete {self.name}", self.stop)
         cfg = self.workdir / "kind.yaml"
-        cfg.write_text(yaml.safe_dump(config_document(self.api_port, nodes=nodes), sort_keys=False))
+        doc = config_document(self.api_port, nodes=nodes)
+        doc["kubeadmConfigPatches"] += list(extra_patches or [])
+        cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
         journal.emit("kube", "kind_create", cluster=self.name, api_port=self.api_port, nodes=nodes)
         with PeakMemory(eng.cgroup_parent) as sampler:
             t1 = time.monotonic()
