@@ -32,10 +32,8 @@ def main(argv: list[str]) -> int:
         base = rootfs.ensure(log=log)
         print(f"kind-node: rootfs {base.path} ({time.monotonic() - t0:.1f} s)")
         return 0
-    before = node_image.cached()
     image = node_image.ensure(log=log)
-    state = "cached" if before is not None and before.tag == image.tag else "built"
-    print(f"kind-node: {image.tag} {state} in {time.monotonic() - t0:.1f} s")
+    print(f"kind-node: {image.tag} ready in {time.monotonic() - t0:.1f} s")
     for tree in image.trees:
         print(f"  {tree}")
     return 0

@@ -1,11 +1,12 @@
-"""The two trees laid over the base rootfs: ``kube`` (Kubernetes + node contract) and ``stub``.
+"""The trees of a node: ``kube`` (laid over the base rootfs in the image) and ``stub``.
 
 Why trees instead of a Dockerfile: there is no base image to build ``FROM`` and no
-registry; ``docker import`` of one tar stream (base, then these trees, later entries
-winning) gives the node image in one step. Why two trees: the ``stub`` tree (our shim and
-its Python dependencies) changes with every harness commit and takes a second to make,
-while the ``kube`` tree (binaries, units, preloaded images in containerd's store) is large
-and changes only with the bundle, the images or ``fixtures/kind``.
+registry; ``docker import`` of the merged tree gives the node image in one step. Why the
+``stub`` tree (our shim's code and its Python dependencies) is not in the image but mounted
+read-only into every node: it changes with every harness commit, and an image that changed
+with it would be re-imported and re-seeded each time. The ``kube`` tree (binaries, units,
+preloaded images in containerd's store, the shim's entry points) is large and changes only
+with the bundle, the images or ``fixtures/kind``.
 
 Every path here is under ``usr/``, ``etc/``, ``var/`` or ``kind/``: the base is merged-usr,
 and a real ``lib/`` directory in a later tree would replace the ``/lib`` symlink on import.
@@ -56,8 +57,10 @@ MASKED_UNITS = (
     "dpkg-db-backup.timer",
     "fstrim.timer",
 )
+#: Where nodes see the stub tree's ``opt/reconverge`` (a read-only mount, see kind.py).
+STUB_MOUNT = "/opt/reconverge"
 #: Bump when the recipes below change what ends up in a tree.
-KUBE_RECIPE = "1"
+KUBE_RECIPE = "2"
 STUB_RECIPE = "1"
 
 
@@ -152,6 +155,15 @@ def write_kube_files(tree: Path, bin_dir: Path) -> None:
     (kind / "version").write_text(KUBERNETES_VERSION + "\n")
     _install(FIXTURES / "cni.conflist.in", kind / "cni.conflist.in")
     _install(FIXTURES / "default-storage.yaml", kind / "manifests/default-storage.yaml")
+    # the stub: its code is mounted at /opt/reconverge by the provider (kind extraMounts),
+    # only the entry points live in the image
+    pth = tree / "usr/lib/python3/dist-packages/reconverge.pth"
+    pth.parent.mkdir(parents=True, exist_ok=True)
+    pth.write_text(STUB_MOUNT + "/lib\n")
+    shim = tree / "usr/local/bin/containerd-shim-stub-v2"
+    shim.parent.mkdir(parents=True, exist_ok=True)
+    shim.write_text(SHIM_SCRIPT)
+    os.chmod(shim, 0o755)
 
 
 def import_images(
@@ -289,7 +301,7 @@ def stub_inputs() -> dict[str, object]:
 
 
 def write_stub_tree(tree: Path) -> None:
-    """``/opt/reconverge/lib`` (our packages + protobuf), the .pth, the shim on PATH."""
+    """``opt/reconverge/lib``: our packages and protobuf, mounted read-only into nodes."""
     lib = tree / "opt/reconverge/lib"
     root = _package_root()
     for pkg in STUB_PACKAGES:
@@ -302,13 +314,6 @@ def write_stub_tree(tree: Path) -> None:
     for dist in STUB_DISTRIBUTIONS:
         for src, rel in _distribution_files(dist):
             _install(src, lib / rel, 0o755 if src.suffix == ".so" else 0o644)
-    pth = tree / "usr/lib/python3/dist-packages/reconverge.pth"
-    pth.parent.mkdir(parents=True, exist_ok=True)
-    pth.write_text("/opt/reconverge/lib\n")
-    shim = tree / "usr/local/bin/containerd-shim-stub-v2"
-    shim.parent.mkdir(parents=True, exist_ok=True)
-    shim.write_text(SHIM_SCRIPT)
-    os.chmod(shim, 0o755)
 
 
 # -- building a tree once -----------------------------------------------------------------

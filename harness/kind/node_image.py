@@ -1,10 +1,12 @@
 """``reconverge build kind-node``: the node image, built once per set of inputs.
 
-The image is three trees in the cache — the debootstrap base (:mod:`rootfs`), the ``kube``
-tree and the ``stub`` tree (:mod:`layers`) — and a tag that hashes all three:
-``reconverge.local/kind-node:<digest>``. Building makes the trees; *loading* streams them
-as one tar into a run's dockerd (``docker import`` with kind's ENTRYPOINT, ``container=docker``
-and STOPSIGNAL), because every run has a dockerd of its own with an empty image store.
+The image is two trees in the cache — the debootstrap base (:mod:`rootfs`) and the ``kube``
+tree (:mod:`layers`) — and a tag that hashes both: ``reconverge.local/kind-node:<digest>``;
+the ``stub`` tree (our shim's code) is mounted into nodes at run time. Building makes the
+trees; *loading* streams them as one tar into a dockerd (``docker import`` with kind's
+ENTRYPOINT, ``container=docker`` and STOPSIGNAL). Every run has a dockerd of its own with an
+empty image store, so a *seed* data root holding the image is made once (:func:`seed`) and
+hard-linked into each run's dockerd before it starts.
 Nothing is rebuilt unless an input changed; a missing input (the Kubernetes bundle, the
 control-plane image archives) is one line naming the command that makes it.
 """
@@ -90,20 +92,18 @@ def _pointer() -> Path:
 
 
 def _image(base: rootfs.Rootfs, kube: Path, kube_digest: str) -> NodeImage:
-    """The image of these base and kube trees plus the stub tree of the current sources."""
-    stub_digest = layers._digest(layers.stub_inputs())
-    stub = rootfs.cache_root() / f"stub-{stub_digest}"
-    tag, digest = _tag([base.digest, kube_digest, stub_digest])
+    """The image of these base and kube trees (the stub tree is mounted, not imaged)."""
+    tag, digest = _tag([base.digest, kube_digest])
     versions = {str(k): str(v) for k, v in dict(base.manifest.get("versions") or {}).items()}
     versions["kubernetes"] = layers.KUBERNETES_VERSION
-    return NodeImage(tag, digest, (base.path, kube, stub), versions)
+    return NodeImage(tag, digest, (base.path, kube), versions)
 
 
 def cached() -> NodeImage | None:
     """The last built node image, if its inputs are unchanged (cheap: stats, no hashing).
 
-    The stub tree is rebuilt on load when our sources changed (a second's work), so a
-    harness commit never makes the image "missing".
+    The stub tree is not part of it (:func:`stub_tree`), so a harness commit never makes
+    the image stale.
     """
     try:
         ptr = json.loads(_pointer().read_text())
@@ -168,14 +168,19 @@ def ensure(*, log: Callable[[str], None] = print) -> NodeImage:
         )
     )
     image = _image(base, kube, kube_digest)
-    _stub_tree()
+    stub_tree()
     merge(image)
-    prune(keep={kube, *image.trees})
+    prune(keep={kube, *image.trees, stub_tree()})
+    seed(image, log=log)
     log(f"kind-node: {image.tag} ready in {time.monotonic() - t0:.1f} s")
     return image
 
 
-def _stub_tree() -> Path:
+def stub_tree() -> Path:
+    """The stub tree of the current sources (made in about a second when they changed).
+
+    Nodes mount its ``opt/reconverge`` read-only at /opt/reconverge.
+    """
     tree, _digest, _built = layers.build_tree(
         rootfs.cache_root(), "stub", layers.stub_inputs(), layers.write_stub_tree
     )
@@ -281,7 +286,6 @@ def merge(image: NodeImage) -> Path:
     final = root / f"node-{image.digest}"
     if (final / ".reconverge-merged").is_file():
         return final
-    _stub_tree()
     work = final.with_name(final.name + ".partial")
     subprocess.run(["rm", "-rf", str(work)], check=False, timeout=300)
     first, *rest = image.trees
@@ -310,13 +314,51 @@ def prune(*, keep: set[Path], newest: int = 2) -> list[Path]:
     removed = []
     root = rootfs.cache_root()
     for prefix in ("kube-", "stub-", "node-"):
+        # a running cluster may still mount an older stub tree: keep more of those
+        keep_n = max(newest, 8) if prefix == "stub-" else newest
         trees = sorted(
             (p for p in root.glob(prefix + "*") if p.is_dir() and not p.name.endswith(".partial")),
             key=lambda p: p.stat().st_mtime,
             reverse=True,
         )
-        for old in trees[newest:]:
+        for old in trees[keep_n:]:
             if old not in keep:
                 subprocess.run(["rm", "-rf", str(old)], check=False, timeout=300)
                 removed.append(old)
     return removed
+
+
+def seed(image: NodeImage, *, log: Callable[[str], None] = print) -> Path:
+    """A dockerd data root holding only this image (``image/`` + ``overlay2/``), made once.
+
+    Why: every run's dockerd starts empty, and importing the node image costs 18-30 s per
+    run on 2 cores; hard-linking a seed into the run's data root before dockerd starts
+    costs about a second (:func:`harness.providers.docker.engine` ``seed=``).
+    """
+    from harness import run as run_mod
+    from harness.providers import docker
+
+    root = rootfs.cache_root()
+    final = root / f"dockerd-{image.digest}"
+    if (final / ".reconverge-seed").is_file():
+        return final
+    work = final.with_name(final.name + ".partial")
+    subprocess.run(["rm", "-rf", str(work)], check=False, timeout=300)
+    t0 = time.monotonic()
+    run = run_mod.start(purpose="kind-node-seed")
+    try:
+        eng = docker.engine(run, private=True, data_root=work)
+        load(image, eng.env())
+        eng.stop()
+    finally:
+        run.close()
+    for child in work.iterdir():
+        if child.name not in ("image", "overlay2"):
+            subprocess.run(["rm", "-rf", str(child)], check=False, timeout=300)
+    (work / ".reconverge-seed").write_text(image.tag + "\n")
+    work.rename(final)
+    seeds = sorted(root.glob("dockerd-*[0-9a-f]"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in seeds[KEEP_MERGED:]:
+        subprocess.run(["rm", "-rf", str(old)], check=False, timeout=300)
+    log(f"kind-node: dockerd seed for {image.tag} in {time.monotonic() - t0:.1f} s")
+    return final

@@ -118,11 +118,22 @@ def runtime_path() -> Path:
     )
 
 
-def engine(run: Run, *, timeout: float = 30.0, private: bool = False) -> DockerEngine:
+def engine(
+    run: Run,
+    *,
+    timeout: float = 30.0,
+    private: bool = False,
+    seed: Path | None = None,
+    data_root: Path | None = None,
+) -> DockerEngine:
     """A running Docker engine, or a private ``dockerd`` for this run (one per run).
 
     ``private=True`` (kind) always uses the run's own dockerd: a foreign daemon has neither
-    our runtime nor our clean-up.
+    our runtime nor our clean-up. ``seed``: a data root holding only ``image/`` and
+    ``overlay2/`` (see :func:`harness.kind.node_image.seed`), hard-linked into this run's
+    data root before dockerd starts, so its images are there without an import; ignored
+    when the run's dockerd is already up. ``data_root``: somewhere other than the run
+    directory (building a seed).
 
     Raises:
         MissingBinary: docker.io is not installed.
@@ -137,13 +148,15 @@ def engine(run: Run, *, timeout: float = 30.0, private: bool = False) -> DockerE
         eng = _OWNED.get(run.id)
         if eng is not None and eng.proc is not None and eng.proc.alive():
             return eng
-        eng = _start(run, timeout=timeout)
+        eng = _start(run, timeout=timeout, seed=seed, data_root=data_root)
         _OWNED[run.id] = eng
         run.janitor.callback("docker engine forget", lambda: _OWNED.pop(run.id, None))
         return eng
 
 
-def _start(run: Run, *, timeout: float) -> DockerEngine:
+def _start(
+    run: Run, *, timeout: float, seed: Path | None = None, data_root: Path | None = None
+) -> DockerEngine:
     dockerd = binaries.require("dockerd")
     binaries.require("docker")
     runtime = runtime_path()
@@ -159,6 +172,9 @@ def _start(run: Run, *, timeout: float) -> DockerEngine:
         run.janitor.cgroup(mount / cgroup_parent)
     sock = short / "docker.sock"
     host = f"unix://{sock}"
+    root = data_root or run.path("docker", mkdir=True)
+    if seed is not None:
+        _plant(seed, root)
     argv = [
         dockerd,
         "--bridge=none",
@@ -170,13 +186,34 @@ def _start(run: Run, *, timeout: float) -> DockerEngine:
         f"--default-runtime={RUNTIME}",
         f"--cgroup-parent={cgroup_parent}",
         f"--host={host}",
-        f"--data-root={run.path('docker', mkdir=True)}",
+        f"--data-root={root}",
         f"--exec-root={short / 'x'}",
         f"--pidfile={short / 'docker.pid'}",
     ]
     proc = ManagedProcess(run, "dockerd", argv).start()
     proc.wait_ready(lambda: sock.exists() and _answers(host), timeout=timeout, what="API answering")
     return DockerEngine(host, owned=True, proc=proc, cgroup_parent=cgroup_parent)
+
+
+def _plant(seed: Path, root: Path) -> None:
+    """Hard-link a seed's image store into an empty data root (cheap: links, not bytes).
+
+    Only ``image/`` and ``overlay2/`` come from the seed: dockerd never writes an image
+    layer's files (a container's changes go to its own upper directory) and rewrites its
+    image metadata by rename, so the seed's files are never written through a link. Its
+    bolt databases (containerd, network, volumes) are left out: bolt writes in place.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    for part in ("image", "overlay2"):
+        out = subprocess.run(
+            ["cp", "-al", str(seed / part), str(root / part)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if out.returncode != 0:
+            raise ProviderFailed(f"seeding dockerd's data root from {seed}: {out.stderr.strip()}")
 
 
 # -- per-run bridge network ---------------------------------------------------------------

@@ -107,9 +107,18 @@ def kind_version(kind: Path) -> str:
     return (out.stdout or out.stderr).strip() or "-"
 
 
-def config_document(api_port: int, *, nodes: int = 1) -> dict[str, Any]:
-    """The kind cluster config: API server on a pinned loopback port, our CNI, no kube-proxy."""
+def config_document(api_port: int, *, nodes: int = 1, stub: Path | None = None) -> dict[str, Any]:
+    """The kind cluster config: API server on a pinned loopback port, our CNI, no kube-proxy.
+
+    ``stub``: the stub tree's ``opt/reconverge``, mounted read-only at the same place in
+    every node (the shim's entry points in the image import from there).
+    """
     patches = yaml.safe_load((FIXTURES / "kubeadm-patches.yaml").read_text())
+    node: dict[str, Any] = {}
+    if stub is not None:
+        node["extraMounts"] = [
+            {"hostPath": str(stub), "containerPath": node_image.layers.STUB_MOUNT, "readOnly": True}
+        ]
     return {
         "kind": "Cluster",
         "apiVersion": "kind.x-k8s.io/v1alpha4",
@@ -121,7 +130,8 @@ def config_document(api_port: int, *, nodes: int = 1) -> dict[str, Any]:
             "podSubnet": "10.244.0.0/16",
         },
         "kubeadmConfigPatches": patches,
-        "nodes": [{"role": "control-plane"}] + [{"role": "worker"}] * (nodes - 1),
+        "nodes": [{"role": "control-plane", **node}]
+        + [{"role": "worker", **node} for _ in range(nodes - 1)],
     }
 
 
@@ -276,7 +286,7 @@ class KindCluster(Cluster):
         port = int(api_port or free_port())
         ensure_port_free(port, what="kind API server")  # before anything starts
         t0 = time.monotonic()
-        eng = docker.engine(run, private=True)
+        eng = docker.engine(run, private=True, seed=node_image.seed(image))
         self = cls(run, f"rcv-{run.id}", kind, eng)
         self.versions = {"kind": kind_version(kind), "node image": image.tag, **image.versions}
         self.timings["dockerd"] = time.monotonic() - t0
@@ -289,7 +299,9 @@ class KindCluster(Cluster):
         run.janitor.path(self.kubeconfig)
         run.janitor.callback(f"kind delete {self.name}", self.stop)
         cfg = self.workdir / "kind.yaml"
-        doc = config_document(self.api_port, nodes=nodes)
+        stub = node_image.stub_tree() / node_image.layers.STUB_MOUNT.lstrip("/")
+        self.versions["stub"] = stub.parents[1].name
+        doc = config_document(self.api_port, nodes=nodes, stub=stub)
         doc["kubeadmConfigPatches"] += list(extra_patches or [])
         cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
         journal.emit("kube", "kind_create", cluster=self.name, api_port=self.api_port, nodes=nodes)

@@ -100,13 +100,14 @@ def test_entrypoint_is_valid_bash(kube_tree) -> None:
         assert needle in text
 
 
-def test_stub_tree_runs_the_shim_with_nothing_from_the_venv(stub_tree) -> None:
+def test_stub_tree_runs_the_shim_with_nothing_from_the_venv(kube_tree, stub_tree) -> None:
     lib = stub_tree / "opt/reconverge/lib"
-    shim = stub_tree / "usr/local/bin/containerd-shim-stub-v2"
+    # the entry points are in the image, the code is mounted at /opt/reconverge
+    shim = kube_tree / "usr/local/bin/containerd-shim-stub-v2"
     assert os.access(shim, os.X_OK)
-    assert (stub_tree / "usr/lib/python3/dist-packages/reconverge.pth").read_text().strip() == (
-        "/opt/reconverge/lib"
-    )
+    pth = kube_tree / "usr/lib/python3/dist-packages/reconverge.pth"
+    assert pth.read_text().strip() == "/opt/reconverge/lib"
+    assert not (stub_tree / "usr").exists()
     # -I: no site-packages, no environment: only the tree's own copy can satisfy the imports
     probe = (
         f"import sys; sys.path.insert(0, {str(lib)!r});"
@@ -116,6 +117,18 @@ def test_stub_tree_runs_the_shim_with_nothing_from_the_venv(stub_tree) -> None:
     out = subprocess.run([sys.executable, "-I", "-c", probe], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().startswith(str(lib))
+
+
+def test_every_node_mounts_the_stub_read_only() -> None:
+    doc = kind.config_document(1, nodes=3, stub=Path("/cache/stub-x/opt/reconverge"))
+    for node in doc["nodes"]:
+        assert node["extraMounts"] == [
+            {
+                "hostPath": "/cache/stub-x/opt/reconverge",
+                "containerPath": "/opt/reconverge",
+                "readOnly": True,
+            }
+        ]
 
 
 def test_config_document_pins_loopback_port_and_our_cni() -> None:
