@@ -15,7 +15,7 @@ import json
 
 import pytest
 
-from harness.checks.node_leaks import NodeLeakChecker, pod_ref
+from harness.checks.node_leaks import NodeLeakChecker
 from harness.kind.fixtures import stub_pod, wait_running
 from harness.providers.kube.api import PODS
 from harness.sandbox_fixtures import failpoint_annotations
@@ -133,23 +133,3 @@ def test_unreadable_node_is_unobservable(kind_cluster):
             what="containerd back",
         )
     assert NodeLeakChecker(cluster).check(timeout=10).observed
-
-
-def test_pod_ref_from_cri_labels():
-    sandbox = {
-        "io.cri-containerd.kind": "sandbox",
-        "io.kubernetes.pod.name": "p",
-        "io.kubernetes.pod.namespace": "ns",
-        "io.kubernetes.pod.uid": "u1",
-    }
-    ref = pod_ref(sandbox, "sb1")
-    assert ref is not None and (ref.key, ref.role, ref.sandbox_id) == ("ns/p", "sandbox", "sb1")
-    container = {
-        "io.kubernetes.cri.container-type": "container",
-        "io.kubernetes.cri.sandbox-id": "sb1",
-        "io.kubernetes.cri.sandbox-name": "p",
-        "io.kubernetes.cri.sandbox-namespace": "ns",
-    }
-    ref = pod_ref(container, "c1")
-    assert ref is not None and (ref.key, ref.role, ref.sandbox_id) == ("ns/p", "container", "sb1")
-    assert pod_ref({"io.kubernetes.pod.name": "p"}, "x") is None
