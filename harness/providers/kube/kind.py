@@ -72,6 +72,28 @@ tmp = "/etc/kubernetes/kube-apiserver.yaml.next"
 open(tmp, "w").write(text)
 os.rename(tmp, path)
 """
+#: Runs in a node: the stub's registry entries, each with the pod its bundle belongs to.
+READ_SHIMS = """
+import glob, json, os, sys
+out = []
+for path in sorted(glob.glob("/run/reconverge-shim/*.json")):
+    try:
+        entry = json.load(open(path))
+    except (OSError, ValueError):
+        continue
+    try:
+        ann = json.load(open(os.path.join(entry.get("bundle", ""), "config.json")))
+        ann = ann.get("annotations") or {}
+        ns = ann.get("io.kubernetes.cri.sandbox-namespace")
+        name = ann.get("io.kubernetes.cri.sandbox-name")
+        if ns and name:
+            entry["pod"] = ns + "/" + name
+        entry["container_type"] = ann.get("io.kubernetes.cri.container-type", "")
+    except (OSError, ValueError):
+        pass
+    out.append(entry)
+json.dump(out, sys.stdout)
+"""
 NODES = Resource("Node", "", "v1", "nodes", namespaced=False)
 SERVICE_ACCOUNTS = Resource("ServiceAccount", "", "v1", "serviceaccounts")
 RUNTIME_CLASSES = Resource("RuntimeClass", "node.k8s.io", "v1", "runtimeclasses", namespaced=False)
@@ -331,6 +353,7 @@ class KindCluster(Cluster):
             self._wait_nodes_ready(READY_TIMEOUT)
             self.timings["nodes_ready"] = time.monotonic() - t2
             self._runtime_class()
+            self._wait_default_service_account(POD_TIMEOUT)
             if smoke:
                 t3 = time.monotonic()
                 self._smoke(POD_TIMEOUT)
@@ -477,17 +500,26 @@ class KindCluster(Cluster):
                     f"creating RuntimeClass {RUNTIME_CLASS}: {exc.reason}"
                 ) from None
 
+    def _wait_default_service_account(self, timeout: float) -> None:
+        """Admission refuses every pod in ``default`` until kube-controller-manager made
+        the namespace's ServiceAccount: a cluster handed to a suite must accept pods."""
+        kube = self.truth()
+        try:
+            wait_for(
+                lambda: kube.get(SERVICE_ACCOUNTS, "default", "default") is not None,
+                timeout=timeout,
+                what="ServiceAccount default/default (kube-controller-manager)",
+                interval=0.5,
+            )
+        except TooSlow as exc:
+            raise ProviderFailed(
+                exc.message, fix="see the kube-controller-manager pod log"
+            ) from None
+
     def _smoke(self, timeout: float) -> None:
         """A pod on the stub runtime must reach Running; then it is deleted again."""
         kube = self.truth()
         name = "reconverge-stub-smoke"
-        # admission refuses pods until the controller manager made the default account
-        wait_for(
-            lambda: kube.get(SERVICE_ACCOUNTS, "default", "default") is not None,
-            timeout=timeout,
-            what="ServiceAccount default/default (kube-controller-manager)",
-            interval=0.5,
-        )
         kube.create(PODS, "default", smoke_pod(name))
 
         def running() -> str | bool:
@@ -525,14 +557,27 @@ class KindCluster(Cluster):
 
     # -- what suites read -----------------------------------------------------------------
     def node_shims(self, node: str | None = None) -> list[dict[str, Any]]:
-        """The stub's registry entries in a node (``/run/reconverge-shim/*.json``)."""
-        script = (
-            "import glob,json,sys\n"
-            "paths=sorted(glob.glob('/run/reconverge-shim/*.json'))\n"
-            "json.dump([json.load(open(p)) for p in paths],sys.stdout)\n"
-        )
-        out = self.exec(node or self.nodes[0], "python3", "-c", script)
+        """The stub's registry entries in a node (``/run/reconverge-shim/*.json``).
+
+        Each entry also gets ``pod`` (``namespace/name``) and ``container_type``
+        (``sandbox``/``container``) from the CRI annotations in its bundle's config.json,
+        while the bundle exists (containerd removes it on delete): capture them while the
+        pod runs to attribute a later leak.
+        """
+        out = self.exec(node or self.nodes[0], "python3", "-c", READ_SHIMS)
         return json.loads(out.stdout or b"[]") if out.returncode == 0 else []
+
+    def stub_leaks(self, node: str | None = None) -> list[dict[str, Any]]:
+        """Shims containerd forgot: a live stub daemon whose id has no task in ``k8s.io``."""
+        node = node or self.nodes[0]
+        procs = self.node_processes(node)
+        tasks = {t["id"] for t in self.node_tasks(node)}
+        return [
+            s
+            for s in self.node_shims(node)
+            if "harness.shim.daemon" in " ".join(procs.get(int(s.get("pid", 0)), []))
+            and s.get("id") not in tasks
+        ]
 
     def node_processes(self, node: str | None = None) -> dict[int, list[str]]:
         """pid → argv of every process in a node (the node's own pid namespace)."""
