@@ -102,9 +102,29 @@ def kube_inputs(bin_dir: Path, archives: list[ImageArchive]) -> dict[str, object
         "pause": PAUSE_IMAGE,
         "binaries": {b: _file_key(bin_dir / b) for b in NODE_BINARIES},
         "archives": sorted([a.ref, *_file_key(a.path)] for a in archives),
-        "fixtures": _tree_hash(FIXTURES),
+        "fixtures": _fixtures_hash(),
         "masked": sorted(MASKED_UNITS),
     }
+
+
+#: The fixtures that end up in the image (kubeadm-patches.yaml is read at create time).
+IMAGE_FIXTURES = (
+    "entrypoint.sh",
+    "containerd-config.toml",
+    "cni.conflist.in",
+    "default-storage.yaml",
+    "systemd/kubelet.service",
+    "systemd/kubelet.slice",
+    "systemd/10-kubeadm.conf",
+    "systemd/containerd-override.conf",
+)
+
+
+def _fixtures_hash() -> str:
+    h = hashlib.sha256()
+    for rel in IMAGE_FIXTURES:
+        h.update(rel.encode() + b"\0" + (FIXTURES / rel).read_bytes())
+    return h.hexdigest()
 
 
 def _digest(inputs: dict[str, object]) -> str:

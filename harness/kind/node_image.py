@@ -24,7 +24,7 @@ from pathlib import Path
 
 from harness import journal
 from harness.errors import ProviderFailed, ReconvergeError
-from harness.kind import layers, rootfs
+from harness.kind import layers, lock, rootfs
 
 IMAGE_REPO = "reconverge.local/kind-node"
 ENTRYPOINT = '["/usr/local/bin/reconverge-entrypoint", "/sbin/init"]'
@@ -131,6 +131,11 @@ def ensure(*, log: Callable[[str], None] = print) -> NodeImage:
     Raises:
         ReconvergeError: an input is missing or a step failed (one line, with the fix).
     """
+    with lock.held(rootfs.cache_root()):
+        return _ensure(log=log)
+
+
+def _ensure(*, log: Callable[[str], None]) -> NodeImage:
     t0 = time.monotonic()
     bins = bundle_dir()
     if bins is None:
@@ -170,7 +175,7 @@ def ensure(*, log: Callable[[str], None] = print) -> NodeImage:
     image = _image(base, kube, kube_digest)
     stub_tree()
     merge(image)
-    prune(keep={kube, *image.trees, stub_tree()})
+    prune(keep={kube, *image.trees, stub_tree(), rootfs.cache_root() / f"node-{image.digest}"})
     seed(image, log=log)
     log(f"kind-node: {image.tag} ready in {time.monotonic() - t0:.1f} s")
     return image
@@ -181,9 +186,14 @@ def stub_tree() -> Path:
 
     Nodes mount its ``opt/reconverge`` read-only at /opt/reconverge.
     """
-    tree, _digest, _built = layers.build_tree(
-        rootfs.cache_root(), "stub", layers.stub_inputs(), layers.write_stub_tree
-    )
+    inputs = layers.stub_inputs()
+    tree = rootfs.cache_root() / f"stub-{layers._digest(inputs)}"
+    if (tree / ".reconverge-layer.json").is_file():
+        return tree
+    with lock.held(rootfs.cache_root()):
+        tree, _digest, _built = layers.build_tree(
+            rootfs.cache_root(), "stub", inputs, layers.write_stub_tree
+        )
     return tree
 
 
@@ -286,6 +296,14 @@ def merge(image: NodeImage) -> Path:
     final = root / f"node-{image.digest}"
     if (final / ".reconverge-merged").is_file():
         return final
+    with lock.held(root):
+        return _merge(image, final)
+
+
+def _merge(image: NodeImage, final: Path) -> Path:
+    if (final / ".reconverge-merged").is_file():  # made while we waited for the lock
+        return final
+    root = final.parent
     work = final.with_name(final.name + ".partial")
     subprocess.run(["rm", "-rf", str(work)], check=False, timeout=300)
     first, *rest = image.trees
@@ -298,6 +316,7 @@ def merge(image: NodeImage) -> Path:
         if out.returncode != 0:
             raise ProviderFailed(f"{' '.join(step)} failed: {out.stderr.strip()[-300:]}")
     (work / ".reconverge-merged").write_text(image.tag + "\n")
+    os.utime(work)  # cp -a kept the base's old mtime; pruning orders by mtime
     work.rename(final)
     merged = sorted(root.glob("node-*[0-9a-f]"), key=lambda p: p.stat().st_mtime, reverse=True)
     for old in merged[KEEP_MERGED:]:
@@ -335,13 +354,22 @@ def seed(image: NodeImage, *, log: Callable[[str], None] = print) -> Path:
     run on 2 cores; hard-linking a seed into the run's data root before dockerd starts
     costs about a second (:func:`harness.providers.docker.engine` ``seed=``).
     """
-    from harness import run as run_mod
-    from harness.providers import docker
 
     root = rootfs.cache_root()
     final = root / f"dockerd-{image.digest}"
     if (final / ".reconverge-seed").is_file():
         return final
+    with lock.held(root):
+        return _seed(image, final, log=log)
+
+
+def _seed(image: NodeImage, final: Path, *, log: Callable[[str], None]) -> Path:
+    from harness import run as run_mod
+    from harness.providers import docker
+
+    if (final / ".reconverge-seed").is_file():  # made while we waited for the lock
+        return final
+    root = final.parent
     work = final.with_name(final.name + ".partial")
     subprocess.run(["rm", "-rf", str(work)], check=False, timeout=300)
     t0 = time.monotonic()
@@ -356,6 +384,7 @@ def seed(image: NodeImage, *, log: Callable[[str], None] = print) -> Path:
         if child.name not in ("image", "overlay2"):
             subprocess.run(["rm", "-rf", str(child)], check=False, timeout=300)
     (work / ".reconverge-seed").write_text(image.tag + "\n")
+    os.utime(work)
     work.rename(final)
     seeds = sorted(root.glob("dockerd-*[0-9a-f]"), key=lambda p: p.stat().st_mtime, reverse=True)
     for old in seeds[KEEP_MERGED:]:
