@@ -89,8 +89,9 @@ def leaked_pod_signature(key: str, version: str):
         parts[f"containerd 1.6 (binary says {version})"] = version.startswith("1.6.")
         return chk.signature(
             parts,
-            f"leaked shims of pod {key} (sandbox and container): alive, answer Connect, empty "
-            f"task map, no containerd task, pod gone from the API (containerd {version})",
+            f"containerd {version} leaked both shims of pod {key.split('/')[1]} (sandbox, "
+            "container): alive, answer Connect, empty task map, no containerd task; pod gone "
+            "from the API",
         )
 
     return symptom
