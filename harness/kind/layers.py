@@ -117,6 +117,8 @@ IMAGE_FIXTURES = (
     "systemd/kubelet.slice",
     "systemd/10-kubeadm.conf",
     "systemd/containerd-override.conf",
+    "systemd/50-reconverge-journal.conf",
+    "reconverge-node.tmpfiles",
 )
 
 
@@ -156,6 +158,12 @@ def write_kube_files(tree: Path, bin_dir: Path) -> None:
     _install(
         FIXTURES / "systemd/containerd-override.conf", sd / "containerd.service.d/10-kind.conf"
     )
+    # the stub shims journal under /run/reconverge-node (harness/kind/fixtures.py reads it)
+    _install(
+        FIXTURES / "systemd/50-reconverge-journal.conf",
+        sd / "containerd.service.d/50-reconverge-journal.conf",
+    )
+    _install(FIXTURES / "reconverge-node.tmpfiles", tree / "etc/tmpfiles.d/reconverge-node.conf")
     wants = sd / "multi-user.target.wants"
     _link("/etc/systemd/system/kubelet.service", wants / "kubelet.service")
     _link("/usr/lib/systemd/system/containerd.service", wants / "containerd.service")

@@ -63,6 +63,10 @@ def test_units_enabled_and_host_touching_units_masked(kube_tree) -> None:
     assert "--config=/var/lib/kubelet/config.yaml" in dropin
     assert "EnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env" in dropin
     assert "ExecStart=\n" in dropin  # resets the unit's own ExecStart
+    journal = (sd / "containerd.service.d/50-reconverge-journal.conf").read_text()
+    assert "Environment=RECONVERGE_RUN_DIR=/run/reconverge-node" in journal
+    tmpfiles = (kube_tree / "etc/tmpfiles.d/reconverge-node.conf").read_text()
+    assert "L /run/reconverge-node/shims - - - - /run/reconverge-shim" in tmpfiles
     # systemd may not lower containerd's OOM score without CAP_SYS_RESOURCE
     assert "OOMScoreAdjust=0" in (sd / "containerd.service.d/10-kind.conf").read_text()
 
