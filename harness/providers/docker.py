@@ -4,7 +4,9 @@ Why start our own: on the target machines dockerd is installed but not running, 
 is no registry. The harness starts ``dockerd`` when a container backend (or kind) asks,
 with a data root inside the run directory, so the janitor's sweep removes all of it:
 
-- ``--bridge=none --iptables=false``: no default bridge and no firewall rules on the host.
+- ``--bridge=none --iptables=false --ip-forward=false``: no default bridge, no firewall rules
+  and no ``net.ipv4.ip_forward=1`` on the host (dockerd sets it by default; nothing here is
+  routed: node-to-node traffic is bridged, and docker-proxy dials the node from the host).
   Containers of the toxiproxy backend use the host network, so every listener stays on
   127.0.0.1. kind nodes sit on a **per-run user-defined bridge** (:func:`network`): nodes
   reach each other on it at layer 2, which needs no iptables, and the API server is
@@ -181,6 +183,7 @@ def _start(
         "--iptables=false",
         "--ip6tables=false",
         "--ip-masq=false",
+        "--ip-forward=false",
         "--userland-proxy=true",
         f"--add-runtime={RUNTIME}={runtime}",
         f"--default-runtime={RUNTIME}",

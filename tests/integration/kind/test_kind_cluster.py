@@ -26,7 +26,13 @@ pytestmark = [
     pytest.mark.timeout(900),
 ]
 
-HOST_SYSCTLS = ("vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops")
+HOST_SYSCTLS = (
+    "vm/overcommit_memory",
+    "vm/panic_on_oom",
+    "kernel/panic",
+    "kernel/panic_on_oops",
+    "net/ipv4/ip_forward",
+)
 
 
 def _sysctls() -> dict[str, str]:
@@ -115,7 +121,7 @@ def test_cluster_runs_a_stub_pod_and_leaves_nothing(provider, short_run_root) ->
         os.environ.pop("RECONVERGE_RUN_ROOT", None)
     assert not [d for d in done if d.startswith("FAILED")], done
     assert _left_on_host(run.id, bridge, dockerd_pid) == []
-    assert _sysctls() == before, "kubelet changed the host's global sysctls"
+    assert _sysctls() == before, "the cluster changed the host's global sysctls"
 
 
 KILLED = """
