@@ -156,6 +156,31 @@ def engine(
         return eng
 
 
+def own_cgroups(text: str | None = None) -> dict[str, str]:
+    """This process's cgroup path per hierarchy mount name (``memory``, ``systemd``, ``unified``).
+
+    Why: runc places a container with a relative ``--cgroup-parent`` below the cgroup of the
+    dockerd that started it, in each hierarchy; on this machine the memory hierarchy puts the
+    harness under ``/process_api/<id>``, so the container's memory cgroup is there too.
+    """
+    if text is None:
+        try:
+            text = Path("/proc/self/cgroup").read_text()
+        except OSError:
+            return {}
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if controllers == "":
+            out["unified"] = path
+        for c in controllers.split(","):
+            out[c.removeprefix("name=")] = path
+    return out
+
+
 def _start(
     run: Run, *, timeout: float, seed: Path | None = None, data_root: Path | None = None
 ) -> DockerEngine:
@@ -170,8 +195,11 @@ def _start(
     cgroup_parent = f"rcv-{run.id}"
     from harness.janitor import cgroup_mounts
 
+    own = own_cgroups()
     for mount in cgroup_mounts():  # before any container exists, in every hierarchy
-        run.janitor.cgroup(mount / cgroup_parent)
+        # a relative --cgroup-parent lands below dockerd's own cgroup (ours), per hierarchy
+        base = own.get(mount.name, "/").lstrip("/")
+        run.janitor.cgroup(mount / base / cgroup_parent)
     sock = short / "docker.sock"
     host = f"unix://{sock}"
     root = data_root or run.path("docker", mkdir=True)

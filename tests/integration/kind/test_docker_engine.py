@@ -145,7 +145,8 @@ def test_killed_run_sweep_removes_container_network_dockerd(killed_run, tmp_path
     marker = tmp_path / "marker"
     killed = killed_run(KILLED.format(tar=str(tar), marker=str(marker)))
     bridge, dockerd_pid, parent = marker.read_text().split()
-    cgroups = [m / parent for m in janitor.cgroup_mounts()]
+    own = docker.own_cgroups()
+    cgroups = [m / own.get(m.name, "/").lstrip("/") / parent for m in janitor.cgroup_mounts()]
     held = [c for c in cgroups if c.is_dir() and any(c.rglob("cgroup.procs"))]
     sleepers = [pid for c in held for f in c.rglob("cgroup.procs") for pid in f.read_text().split()]
     assert sleepers, "the orphan container should be running before the sweep"

@@ -15,6 +15,7 @@ import pytest
 
 from harness import janitor
 from harness import run as run_mod
+from harness.providers import docker
 from harness.providers.kube.api import PODS
 from harness.providers.kube.kind import NODES, RUNTIME_CLASS, KindProvider, smoke_pod
 from harness.pytest_plugin import skip_unless_strict
@@ -54,9 +55,11 @@ def _left_on_host(run_id: str, bridge: str, dockerd_pid: int) -> list[str]:
         left.append(f"bridge {bridge}")
     if janitor.proc_is(dockerd_pid, None):
         left.append(f"dockerd {dockerd_pid}")
+    own = docker.own_cgroups()
     for mount in janitor.cgroup_mounts():
-        if (mount / f"rcv-{run_id}").exists():
-            left.append(f"cgroup {mount / f'rcv-{run_id}'}")
+        cg = mount / own.get(mount.name, "/").lstrip("/") / f"rcv-{run_id}"
+        if cg.exists():
+            left.append(f"cgroup {cg}")
     if Path(f"/tmp/rcvd-{run_id}").exists():
         left.append(f"/tmp/rcvd-{run_id}")
     marked = [p for p in janitor.pids_marked(run_id) if not janitor._is_zombie(p)]

@@ -27,3 +27,12 @@ def test_skips_subnets_the_host_routes() -> None:
     with pytest.raises(ReconvergeError) as err:
         docker.pick_subnet("r12345678", [ipaddress.ip_network("172.16.0.0/12")])
     assert "janitor --sweep" in err.value.one_line()
+
+
+def test_own_cgroups_per_hierarchy_mount_name() -> None:
+    text = "9:name=systemd:/\n8:pids:/\n4:memory:/process_api/ad9b\n2:cpu,cpuacct:/x\n0::/u\n"
+    own = docker.own_cgroups(text)
+    assert own["memory"] == "/process_api/ad9b"
+    assert own["systemd"] == "/" and own["pids"] == "/"
+    assert own["cpu"] == own["cpuacct"] == "/x"
+    assert own["unified"] == "/u"
