@@ -360,9 +360,11 @@ class KindCluster(Cluster):
                 self.timings["stub_pod_running"] = time.monotonic() - t3
         except ReconvergeError as exc:
             where = self.collect_logs()
+            self.stop()
             raise ProviderFailed(f"{exc.message} (node logs: {where})", fix=exc.fix) from None
         except (ApiException, OSError) as exc:
             where = self.collect_logs()
+            self.stop()
             why = getattr(exc, "reason", None) or str(exc)
             raise ProviderFailed(
                 f"kind cluster {self.name}: API call after create failed: {why}"
@@ -415,6 +417,7 @@ class KindCluster(Cluster):
         if code == 0:
             return
         where = self.collect_logs()
+        self.stop()  # --retain kept the nodes for their logs; they are not needed any more
         lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
         cause = next((ln for ln in reversed(lines) if "ERROR" in ln or "failed" in ln), "")
         what = "timed out" if code == -1 else f"failed (exit {code})"

@@ -74,6 +74,14 @@ def test_kubeadm_failing_in_the_node_keeps_its_logs_and_leaves_nothing(
         assert (node / "kubelet.log").is_file() and (node / "containerd.log").is_file()
         assert "detected cgroup v1" in (node / "boot.log").read_text()
         subprocess.run(["cp", "-a", str(logs), str(kept)], check=True)
+        # the failed cluster is deleted at once (its logs are kept), not at the run's end
+        names = subprocess.run(
+            ["docker", "ps", "-aq"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "DOCKER_HOST": f"unix:///tmp/rcvd-{run.id}/docker.sock"},
+        )
+        assert names.returncode == 0 and names.stdout.strip() == "", names
     finally:
         done = run.close()
         os.environ.pop("RECONVERGE_RUN_ROOT", None)
