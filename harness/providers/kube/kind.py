@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -178,6 +179,32 @@ def smoke_pod(name: str) -> dict[str, Any]:
     }
 
 
+def failure_cause(output: str) -> str:
+    """The line of ``kind create``'s output that says why: kubeadm's own error if kind quoted
+    the failing command's output (``Command Output:``), else kind's ``ERROR:`` line."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    kind_error = next((ln for ln in reversed(lines) if ln.startswith("ERROR:")), "")
+    quoted: list[str] = []
+    inside = False
+    for ln in lines:
+        if ln.startswith("Command Output:"):
+            inside, ln = True, ln.removeprefix("Command Output:").strip()
+        elif ln.startswith("Stack Trace:"):
+            inside = False
+        if inside and ln:
+            quoted.append(ln)
+    kubeadm = [
+        ln
+        for ln in quoted
+        if ln.lower().startswith("error") or "[ERROR" in ln or "error execution phase" in ln
+    ]
+    if kubeadm:
+        step = re.search(r'command "docker exec [^"]*? (\S+) (kubeadm \w+)', kind_error)
+        where = f"{step.group(2)} in {step.group(1)}: " if step else ""
+        return where + kubeadm[-1]
+    return kind_error or (lines[-1] if lines else "no output")
+
+
 class KindProvider(Provider):
     """Create and delete a kind cluster per run, on the run's own dockerd."""
 
@@ -243,7 +270,12 @@ class KindProvider(Provider):
     def start(self, run: Run, **options: Any) -> KindCluster:
         a = self.availability()
         if not a:
-            raise ProviderFailed(f"kind {a.reason}", fix=BUILD_FIX)
+            fix = BUILD_FIX
+            if "kind not installed" in a.reason:
+                fix = f"reconverge build ensure kind@{KIND_VERSION}"
+            elif "missing" in a.reason or "not installed" in a.reason:
+                fix = "./ci/bootstrap"
+            raise ProviderFailed(f"kind {a.reason}", fix=fix)
         cluster = KindCluster.create(run, **options)
         return cluster
 
@@ -418,11 +450,10 @@ class KindCluster(Cluster):
             return
         where = self.collect_logs()
         self.stop()  # --retain kept the nodes for their logs; they are not needed any more
-        lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
-        cause = next((ln for ln in reversed(lines) if "ERROR" in ln or "failed" in ln), "")
+        cause = failure_cause(log.read_text(errors="replace"))
         what = "timed out" if code == -1 else f"failed (exit {code})"
         raise ProviderFailed(
-            f"kind create cluster {what}: {cause.strip()[:300]} (logs: {where})",
+            f"kind create cluster {what}: {cause[:300]} (logs: {where})",
             fix="read kubelet.log in the logs directory; reconverge janitor --sweep",
         )
 

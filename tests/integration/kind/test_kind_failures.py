@@ -67,6 +67,8 @@ def test_kubeadm_failing_in_the_node_keeps_its_logs_and_leaves_nothing(
             provider.start(run, extra_patches=[BAD_SUBNET])
         line = err.value.one_line()
         assert "\n" not in line and "kind create cluster failed" in line, line
+        # the cause is kubeadm's own error, quoted from the node
+        assert "kubeadm init in" in line and "couldn't parse subnet" in line, line
         assert err.value.exit_code == 2 and err.value.fix
         logs = run.dir / "logs"
         assert "kubeadm init" in (logs / "kind-create.log").read_text()

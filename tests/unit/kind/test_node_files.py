@@ -155,3 +155,29 @@ def test_rootfs_digest_changes_with_packages(monkeypatch) -> None:
     before = rootfs.digest()
     monkeypatch.setattr(rootfs, "PACKAGES", (*rootfs.PACKAGES, "jq"))
     assert rootfs.digest() != before
+
+
+KIND_FAILED = """\
+ ✗ Starting control-plane 🕹️
+ERROR: failed to create cluster: failed to init node with kubeadm: command "docker exec \
+--privileged c-control-plane kubeadm init --config=/kind/kubeadm.conf --skip-token-print --v=6" \
+failed with error: exit status 1
+
+Command Output: I1202 08:43:50.648834     151 initconfiguration.go:260] loading configuration
+W1202 08:43:50.649490     151 common.go:100] your configuration file uses a deprecated API spec
+error: networking.podSubnet: Invalid value: "not-a-cidr": couldn't parse subnet
+no stack trace
+
+Stack Trace:
+sigs.k8s.io/kind/pkg/errors.WithStack
+"""
+
+
+def test_failure_cause_is_kubeadms_error_when_kind_quotes_it() -> None:
+    assert kind.failure_cause(KIND_FAILED) == (
+        'kubeadm init in c-control-plane: error: networking.podSubnet: Invalid value: "not-a-cidr":'
+        " couldn't parse subnet"
+    )
+    plain = "Creating cluster\nERROR: failed to create cluster: node(s) already exist\n"
+    assert kind.failure_cause(plain) == "ERROR: failed to create cluster: node(s) already exist"
+    assert kind.failure_cause("") == "no output"
