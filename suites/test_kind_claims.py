@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.kind.fixtures import KindVerdict, load_suite
+from harness.kind.fixtures import KindVerdict
+from harness.suite_reuse import load_suite
 
 #: the first kind case of a session pays the cluster bring-up (minutes on a loaded box)
 pytestmark = [pytest.mark.needs("kind", "toxiproxy"), pytest.mark.suite, pytest.mark.timeout(900)]

@@ -34,9 +34,10 @@ import pytest
 
 from harness.checks import faults
 from harness.checks import sandbox as chk
-from harness.kind.fixtures import KindVerdict, load_suite, shim_replies, stub_pod, wait_running
+from harness.kind.fixtures import KindVerdict, shim_replies, stub_pod, wait_running
 from harness.providers.kube.api import PODS
 from harness.sandbox_fixtures import failpoint_annotations
+from harness.suite_reuse import load_suite
 from harness.verdict import Finding
 from harness.wait import wait_for
 

@@ -40,15 +40,12 @@ run's ``journal/`` (as ``kind.<node>.<file>``): the node shares the host's monot
 from __future__ import annotations
 
 import functools
-import importlib.util
 import io
-import sys
 import tarfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -65,7 +62,6 @@ JOURNAL_DROPIN = "/etc/systemd/system/containerd.service.d/50-reconverge-journal
 #: how long a purged namespace's shims may take to go (kubelet kills, CRI deletes, shim exits)
 TEARDOWN_LEAK_S = 60.0
 POD_RUNNING_S = 120.0
-SUITES = Path(__file__).resolve().parents[2] / "suites"
 
 _CLUSTER_ERROR = pytest.StashKey[str]()
 
@@ -441,22 +437,6 @@ class KindVerdict:
         return self._inner.record(
             suite=suite + self._label, versions=self._versions(versions), **kw
         )
-
-
-def load_suite(stem: str) -> ModuleType:
-    """Import ``suites/<stem>.py`` by path (``suites`` is not a package), once per process.
-
-    Why: a kind suite reuses another suite's cases and predicates instead of copying them.
-    """
-    name = f"_kind_reuse_{stem}"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, SUITES / f"{stem}.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def shim_replies(

@@ -22,68 +22,26 @@ state (settled, looping, held, seen), well inside it.
 
 from __future__ import annotations
 
-import importlib.util
-import inspect
-import sys
-from collections.abc import Callable
-from pathlib import Path
-from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
 
 from harness.checks import claims as chk
-from harness.pytest_plugin import VerdictRecorder
 from harness.reconciler.claims import bugs as B
+from harness.suite_reuse import load_suite, run_case
 from harness.verdict import Outcome
 
 pytestmark = [pytest.mark.needs("toxiproxy", "etcd", "kube-apiserver")]
 
-SUITES = Path(__file__).resolve().parents[3] / "suites"
 MUTANT_SETTLE = 12.0
 BLIND_WINDOW = 4.0  # how long the blinded check keeps asking the truth
 
 
-def _load(stem: str) -> ModuleType:
-    """Import a suite module by path (``suites`` is not a package)."""
-    name = f"_mutation_{stem}"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, SUITES / f"{stem}.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+CLAIMS = load_suite("test_seed_d_claims")
+WATCH = load_suite("test_seed_d_watch")
 
 
-CLAIMS = _load("test_seed_d_claims")
-WATCH = _load("test_seed_d_watch")
-
-
-class Capture(VerdictRecorder):
-    """The plugin's recorder, minus the table: the verdict stays here for the assertions."""
-
-    def __init__(self, request: pytest.FixtureRequest, label: str) -> None:
-        item = SimpleNamespace(
-            config=request.config, user_properties=[], nodeid=f"{request.node.nodeid}::{label}"
-        )
-        super().__init__(item)  # type: ignore[arg-type]
-
-
-def _run_case(
-    fn: Callable[..., Any], fixtures: dict[str, Any], request: pytest.FixtureRequest, **given: Any
-) -> Any:
-    """Call a suite case with the fixtures it names; return the verdict it recorded."""
-    rec = Capture(request, fn.__name__)
-    values = {**fixtures, **given, "verdict": rec, "request": request}
-    kwargs = {name: values[name] for name in inspect.signature(fn).parameters}
-    try:
-        fn(**kwargs)
-    except (AssertionError, pytest.skip.Exception):
-        pass  # judge fails (or, not strict, skips) a case whose verdict is not the expected one
-    assert rec.value is not None, f"{fn.__name__} recorded no verdict"
-    return rec.value
+_run_case = run_case
 
 
 @pytest.fixture

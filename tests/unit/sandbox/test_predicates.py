@@ -8,33 +8,15 @@ them, and let ``harness.verdict.decide`` conclude.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from harness.checks import sandbox as chk
+from harness.suite_reuse import load_suite
 from harness.verdict import Outcome, decide
 
-SUITES = Path(__file__).resolve().parents[3] / "suites"
-
-
-def _load(stem: str) -> ModuleType:
-    name = f"_predicates_{stem}"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, SUITES / f"{stem}.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-SEED_A = _load("test_seed_a_pause_resume")
-SEED_B = _load("test_seed_b_dual_delete")
-CRI = _load("test_seed_b_cri")
+SEED_A = load_suite("test_seed_a_pause_resume")
+SEED_B = load_suite("test_seed_b_dual_delete")
+CRI = load_suite("test_seed_b_cri")
 
 LEAKED = {
     "shim_alive": True,
