@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from harness.kind.fixtures import load_suite
 from harness.pytest_plugin import VerdictRecorder
+from harness.suite_reuse import load_suite
 from harness.verdict import Outcome
 
 pytestmark = [pytest.mark.needs("kind"), pytest.mark.timeout(900)]
