@@ -39,9 +39,15 @@ class Page:
         return [(k, t) for k, t in self.messages if k in ("error", "warning", "pageerror")]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """A headless Debian chromium under Playwright (session-wide: starting it costs ~1 s)."""
+    """A headless Debian chromium under Playwright, for one module at a time.
+
+    Not session-wide: Playwright's sync API keeps its asyncio loop running in the main
+    thread while it is open, and every later test that calls ``asyncio.run`` (ttrpc, the
+    shim, the leak detector) then fails with "cannot be called from a running event loop".
+    Starting chromium costs ~1 s per module.
+    """
     if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
         _unavailable(f"no chromium at {CHROMIUM}")
     try:
