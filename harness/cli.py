@@ -83,12 +83,23 @@ def _cmd_up(args: argparse.Namespace) -> int:
     return int(up.main(args))
 
 
+def _version() -> str:
+    """The installed distribution's version (a source tree without metadata says so)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("reconverge")
+    except metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     p = argparse.ArgumentParser(
         prog="reconverge",
         description="Fault-injection harness for container runtimes and Kubernetes controllers.",
     )
+    p.add_argument("--version", action="version", version=f"reconverge {_version()}")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     d = sub.add_parser("doctor", help="show which component a run would use; exit 2 if unusable")

@@ -45,3 +45,15 @@ def test_missing_binary_in_doctor_names_the_fix(tmp_path):
     out = _run("doctor", env={"RECONVERGE_TOXIPROXY_BIN": str(tmp_path / "nope")})
     assert out.returncode == 2
     assert "toxiproxy" in out.stdout and "./ci/bootstrap" in out.stdout
+
+
+def test_version_prints_the_installed_version(capsys):
+    import pytest
+
+    from harness.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("reconverge ") and out.strip() != "reconverge"
