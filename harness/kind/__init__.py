@@ -5,5 +5,5 @@ from a registry and fails offline, and ``kind create cluster --image X`` pulls o
 image is missing. So the harness builds the node from Debian packages (``rootfs``), files of
 its own (``fixtures/kind/``), the Go-built Kubernetes bundle and the locally built
 control-plane images (``layers``), and imports the result into the run's dockerd
-(``node_image``). Background: ``../shared/docs/kind-node-contract.md``.
+(``node_image``). Background and the node contract it implements: ``docs/kind.md``.
 """
