@@ -7,6 +7,19 @@ from pathlib import Path
 from harness.journal.record import Record
 
 
+def parse(text: str) -> list[Record]:
+    """Records of one JSON-lines text, in file order; a torn or foreign line is skipped."""
+    out: list[Record] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            out.append(Record.from_json(line))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
 def load(run_dir: Path | str) -> list[Record]:
     """Every record of a run, ordered by the shared monotonic clock.
 
@@ -22,13 +35,7 @@ def load(run_dir: Path | str) -> list[Record]:
             text = path.read_text(errors="replace")
         except OSError:
             continue
-        for line in text.splitlines():
-            if not line.strip():
-                continue
-            try:
-                records.append(Record.from_json(line))
-            except (ValueError, KeyError, TypeError):
-                continue
+        records.extend(parse(text))
     records.sort(key=lambda r: (r.mono, r.wall, r.pid))
     return records
 

@@ -47,19 +47,12 @@ class Evidence:
 
 
 def _read_lines(path: Path) -> list[Record]:
-    """Records of one JSON-lines file; a torn or foreign line is skipped (see merge.load)."""
-    out: list[Record] = []
+    """Records of one JSON-lines file, ordered like :func:`merge.load`'s."""
     try:
         text = path.read_text(errors="replace")
     except OSError as exc:
         raise ReconvergeError(f"cannot read journal {path}: {exc.strerror or exc}") from None
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        try:
-            out.append(Record.from_json(line))
-        except (ValueError, KeyError, TypeError):
-            continue
+    out = merge.parse(text)
     out.sort(key=lambda r: (r.mono, r.wall, r.pid))
     return out
 
