@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness.echo import EchoServer
+from harness.providers.echo import EchoServer
 
 
 @pytest.fixture

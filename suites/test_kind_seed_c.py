@@ -36,7 +36,7 @@ from harness.checks import faults
 from harness.checks import sandbox as chk
 from harness.kind.fixtures import KindVerdict, shim_replies, stub_pod, wait_running
 from harness.providers.kube.api import PODS
-from harness.sandbox_fixtures import failpoint_annotations
+from harness.pytest_plugin.sandbox import failpoint_annotations
 from harness.suite_reuse import load_suite
 from harness.verdict import Finding
 from harness.wait import wait_for

@@ -19,7 +19,7 @@ import time
 import pytest
 
 from harness.checks import faults
-from harness.echo import roundtrip
+from harness.providers.echo import roundtrip
 
 pytestmark = [pytest.mark.needs("toxiproxy"), pytest.mark.suite]
 

@@ -39,8 +39,8 @@ import pytest
 from harness.checks import faults
 from harness.checks import sandbox as chk
 from harness.journal import merge
+from harness.pytest_plugin.sandbox import failpoint_annotations
 from harness.reconciler.sandbox import bugs as B
-from harness.sandbox_fixtures import failpoint_annotations
 from harness.verdict import Finding
 from harness.wait import wait_for
 

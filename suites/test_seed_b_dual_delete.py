@@ -34,8 +34,8 @@ from harness.checks import faults
 from harness.checks import sandbox as chk
 from harness.errors import TooSlow
 from harness.journal import merge
+from harness.pytest_plugin.sandbox import failpoint_annotations
 from harness.reconciler.sandbox import bugs as B
-from harness.sandbox_fixtures import failpoint_annotations
 from harness.verdict import Finding
 
 pytestmark = [pytest.mark.needs("containerd", "toxiproxy"), pytest.mark.suite]

@@ -41,8 +41,8 @@ import pytest
 
 from harness.checks import claims as chk
 from harness.checks import faults
-from harness.kube_fixtures import require_capability
 from harness.providers.kube import COMPACT, RESTART
+from harness.pytest_plugin.kube import require_capability
 from harness.reconciler.claims import bugs as B
 from harness.reconciler.claims import model as m
 from harness.reconciler.claims.objects import create_claim, pod_labels

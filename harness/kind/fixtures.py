@@ -347,7 +347,7 @@ def wait_running(truth: Kube, ns: str, name: str, timeout: float = POD_RUNNING_S
 
 
 class KindKubelet:
-    """:class:`harness.kubelet.FakeKubelet`'s interface, played by kind's real kubelet.
+    """:class:`harness.providers.kubelet.FakeKubelet`'s interface, played by kind's real kubelet.
 
     ``create_pod`` creates the pod on the stub RuntimeClass (scheduled by kube-scheduler,
     run by kubelet → CRI → containerd 1.6.20 → the stub) and returns once kubelet wrote its

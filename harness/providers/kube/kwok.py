@@ -2,7 +2,7 @@
 
 Why optional: the claim suites need three kubelet behaviours (pod becomes Running/Ready,
 a graceful deletion is finished, a pod vanishes or turns Succeeded/Unknown), each a single
-API call that :mod:`harness.kubelet` performs deterministically and journals. kwok plays
+API call that :mod:`harness.providers.kubelet` performs deterministically and journals. kwok plays
 the same role with non-deterministic delays, which is useful to soak a reconciler but not
 for a verdict that must repeat 20/20. It runs out-of-cluster against any provider's API
 server with the stages in ``fixtures/kube/kwok-stages.yaml`` (the bare binary ships none)

@@ -18,7 +18,7 @@ import pytest
 from harness.checks.node_leaks import NodeLeakChecker
 from harness.kind.fixtures import stub_pod, wait_running
 from harness.providers.kube.api import PODS
-from harness.sandbox_fixtures import failpoint_annotations
+from harness.pytest_plugin.sandbox import failpoint_annotations
 from harness.shim import identity
 from harness.wait import wait_for
 

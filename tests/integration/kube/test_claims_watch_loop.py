@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from harness.kubelet import FakeKubelet
 from harness.providers.kube import COMPACT
 from harness.providers.kube.api import PODS
 from harness.providers.kube.endpoint import Endpoint
+from harness.providers.kubelet import FakeKubelet
 from harness.reconciler.claims import bugs as B
 from harness.reconciler.claims.timing import Timing
 from harness.reconciler.claims.watch import Informer

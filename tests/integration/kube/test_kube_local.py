@@ -10,9 +10,9 @@ from kubernetes import watch as kwatch
 from kubernetes.client.exceptions import ApiException
 
 from harness import janitor
-from harness.kubelet import FakeKubelet, StepSkipped
 from harness.providers.kube import COMPACT, RESTART, namespaces, pki
 from harness.providers.kube.api import NAMESPACES, PODS
+from harness.providers.kubelet import FakeKubelet, StepSkipped
 from harness.reconciler.claims import model as m
 from harness.wait import wait_for
 

@@ -11,8 +11,8 @@ import textwrap
 import pytest
 
 from harness import janitor, run
-from harness.echo import EchoServer, roundtrip
 from harness.providers import toxiproxy
+from harness.providers.echo import EchoServer, roundtrip
 from harness.wait import wait_for
 
 

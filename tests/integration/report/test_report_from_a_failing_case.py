@@ -34,7 +34,7 @@ SUITE = textwrap.dedent(
     import pytest
 
     from harness.checks import faults
-    from harness.echo import EchoServer, roundtrip
+    from harness.providers.echo import EchoServer, roundtrip
     from harness.verdict import Finding
 
     pytestmark = [pytest.mark.needs("toxiproxy"), pytest.mark.suite]

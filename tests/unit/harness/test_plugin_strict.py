@@ -130,9 +130,9 @@ def test_kube_capability_need_names_backend_and_fails_strict(isolated):
 
 
 def test_auto_fallback_is_named(monkeypatch):
-    from harness.kube_fixtures import fallback_note
     from harness.providers.kube.base import Availability
     from harness.providers.kube.local import LocalProvider
+    from harness.pytest_plugin.kube import fallback_note
 
     monkeypatch.setattr(
         LocalProvider, "availability", lambda self: Availability(False, "etcd is not built")

@@ -123,7 +123,7 @@ def skip_unless_strict(config: pytest.Config, reason: str) -> NoReturn:
 
 
 #: ``needs("kube:<capability>")`` names a capability of the Kubernetes backend; the kube
-#: fixtures check it once the session's cluster exists (harness.kube_fixtures).
+#: fixtures check it once the session's cluster exists (harness.pytest_plugin.kube).
 KUBE_NEED_PREFIX = "kube:"
 
 
@@ -552,10 +552,10 @@ def _write_bundle(
 pytest_plugins = [
     name
     for name in (
-        "harness.containerd_fixtures",
-        "harness.kube_fixtures",
-        "harness.sandbox_fixtures",
-        "harness.cri_fixtures",
+        "harness.pytest_plugin.containerd",
+        "harness.pytest_plugin.kube",
+        "harness.pytest_plugin.sandbox",
+        "harness.pytest_plugin.cri",
         "harness.kind.fixtures",
         "harness.report.plugin",
     )

@@ -4,7 +4,7 @@ One private containerd per session (per xdist worker); every test gets its own n
 and what it leaves behind is reported when it ends: shims (registered, or found in /proc
 without an entry), task processes whose shim died, sockets, bundles, tasks containerd
 still lists and FIFO fds containerd holds beyond what it held before the test. The suites'
-``sandbox_env`` runs its own check (``harness/sandbox_fixtures.py``) before it reaps.
+``sandbox_env`` runs its own check (``harness/pytest_plugin/sandbox.py``) before it reaps.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from harness.errors import ReconvergeError
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
-    from harness import doctor
+    from harness.cli import doctor
 
     return doctor.main()
 
@@ -64,20 +64,20 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from harness import runner
+    from harness.cli import runner
 
     return runner.run(args)
 
 
 def _cmd_repro(args: argparse.Namespace) -> int:
-    from harness import runner
+    from harness.cli import runner
 
     return runner.repro(args)
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
     try:
-        from harness import up
+        from harness.cli import up
     except ImportError:
         raise ReconvergeError("reconverge up is not available in this version") from None
     return int(up.main(args))
@@ -195,7 +195,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``reconverge`` console script."""
     args = build_parser().parse_args(argv)
     return _run(args.fn, args)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

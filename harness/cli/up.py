@@ -1,6 +1,6 @@
 """``reconverge up``: a private containerd (+ toxiproxy) in the foreground, for reproducing by hand.
 
-``reconverge up --kube kind`` brings up a kind cluster instead (:mod:`harness.up_kind`).
+``reconverge up --kube kind`` brings up a kind cluster instead (:mod:`harness.cli.up_kind`).
 
 Prints the socket, a ready-to-paste ``ctr`` line that runs a task on the stub shim, and
 where toxiproxy's API listens; blocks until Ctrl-C or SIGTERM, then the run's janitor
@@ -33,7 +33,7 @@ def _binary(spec: str | None) -> Path | None:
 def main(args: argparse.Namespace) -> int:
     """Start, print, wait for a signal, clean up."""
     if getattr(args, "kube", None) == "kind":
-        from harness import up_kind
+        from harness.cli import up_kind
 
         return up_kind.main(args)
     run = run_mod.start(purpose="up")

@@ -38,10 +38,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from harness.kubelet import FakeKubelet
     from harness.providers.kube.api import Kube
     from harness.providers.kube.base import Cluster
     from harness.providers.kube.endpoint import Endpoint
+    from harness.providers.kubelet import FakeKubelet
     from harness.providers.toxiproxy import Proxy
     from harness.reconciler.claims import ClaimOperator, Timing
     from harness.run import Run
@@ -193,7 +193,7 @@ def kube_namespace(
 @pytest.fixture
 def kubelet(kube_truth: Kube, kube_namespace: str) -> FakeKubelet:
     """The harness playing the kubelet in this test's namespace."""
-    from harness.kubelet import FakeKubelet
+    from harness.providers.kubelet import FakeKubelet
 
     return FakeKubelet(kube_truth, kube_namespace)
 

@@ -27,8 +27,8 @@ import pytest
 
 from harness import journal
 from harness.checks import leaks
-from harness.containerd_fixtures import LEAK_BUDGET_S
 from harness.providers.containerd import STUB_RUNTIME, Containerd
+from harness.pytest_plugin.containerd import LEAK_BUDGET_S
 from harness.reconciler.sandbox import ReconcilerHost, Timing
 from harness.run import Run
 from harness.verdict import Unobservable
