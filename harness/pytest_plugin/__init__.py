@@ -558,6 +558,7 @@ pytest_plugins = [
         "harness.pytest_plugin.cri",
         "harness.kind.fixtures",
         "harness.report.plugin",
+        "harness.matrix.plugin",
     )
     if importlib.util.find_spec(name) is not None
 ]

@@ -1,0 +1,1 @@
+"""Version matrix and bisect over real containerd releases (issue #15)."""

@@ -1,0 +1,1 @@
+"""pytest hooks of the version matrix (``--reconverge-containerd``); filled in by issue #15."""
