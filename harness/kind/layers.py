@@ -24,9 +24,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import fixtures_dir
 from harness.errors import ReconvergeError
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "kind"
+FIXTURES = fixtures_dir.path("kind")
 KUBERNETES_VERSION = "v1.34.4"
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10.1"
 NODE_BINARIES = ("kubeadm", "kubelet", "kubectl")

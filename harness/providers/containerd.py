@@ -14,12 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import binaries, journal
+from harness import binaries, fixtures_dir, journal
 from harness.errors import ReconvergeError
 from harness.providers.process import ManagedProcess, free_port, tcp_open, unix_open
 from harness.run import Run
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "containerd"
+FIXTURES = fixtures_dir.path("containerd")
 STUB_RUNTIME = "io.containerd.stub.v2"
 # containerd 2.x creates these whatever its config says (shim socket dir); a run removes the
 # ones it caused, when empty, so nothing of ours outlives it outside the run directory

@@ -14,11 +14,11 @@ from typing import Any
 
 import yaml
 
-from harness import journal
+from harness import fixtures_dir, journal
 from harness.providers.kube.api import CRDS, Kube, Resource
 from harness.wait import wait_for
 
-FIXTURES = Path(__file__).resolve().parents[3] / "fixtures" / "crds"
+FIXTURES = fixtures_dir.path("crds")
 
 
 def load(directory: Path = FIXTURES) -> list[dict[str, Any]]:

@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from harness import journal
+from harness import fixtures_dir, journal
 from harness.errors import ProviderFailed, ReconvergeError, TooSlow
 from harness.kind import node_image
 from harness.providers import docker
@@ -51,7 +51,7 @@ KIND_VERSION = "v0.33.0"
 RUNTIME_CLASS = "reconverge-stub"
 STUB_HANDLER = "reconverge-stub"
 POD_IMAGE = "reconverge.local/busybox:1"
-FIXTURES = Path(__file__).resolve().parents[3] / "fixtures" / "kind"
+FIXTURES = fixtures_dir.path("kind")
 #: 2 shared cores: kubeadm init alone has taken minutes when Go builds run beside it.
 CREATE_TIMEOUT = 900.0
 READY_TIMEOUT = 240.0

@@ -18,7 +18,7 @@ import os
 import shutil
 from pathlib import Path
 
-from harness import journal
+from harness import fixtures_dir, journal
 from harness.providers.kube.api import Kube, Resource
 from harness.providers.kube.base import Availability, Cluster
 from harness.providers.process import ManagedProcess, free_port
@@ -26,7 +26,7 @@ from harness.run import Run
 
 NODES = Resource("Node", "", "v1", "nodes", namespaced=False)
 NODE_ANNOTATION = "kwok.x-k8s.io/node"
-STAGES = Path(__file__).resolve().parents[3] / "fixtures" / "kube" / "kwok-stages.yaml"
+STAGES = fixtures_dir.path("kube", "kwok-stages.yaml")
 
 
 def locate() -> Path | None:
