@@ -13,12 +13,15 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import ReconvergeError
-from harness.providers.kube.api import Kube
-from harness.providers.kube.kubeconfig import Credentials
-from harness.run import Run
+
+if TYPE_CHECKING:  # the kubernetes client is imported when a client is made, not here:
+    # pytest's option parsing imports this package for CHOICES in every session
+    from harness.providers.kube.api import Kube
+    from harness.providers.kube.kubeconfig import Credentials
+    from harness.run import Run
 
 #: Capabilities a cluster may offer; suites ask with ``cluster.can(...)``.
 RESTART = "restart-apiserver"
@@ -62,10 +65,14 @@ class Cluster(abc.ABC):
 
     def truth(self, *, timeout: tuple[float, float] = (5.0, 30.0)) -> Kube:
         """A direct client, bypassing every proxy: what the harness believes."""
+        from harness.providers.kube.api import Kube
+
         return Kube(self.creds.api_client(), timeout=timeout, user_agent="reconverge-truth")
 
     def client(self, *, via: str | None = None, user_agent: str = "reconverge") -> Kube:
         """A client dialing ``via`` (a proxy's ``host:port``) or the server directly."""
+        from harness.providers.kube.api import Kube
+
         return Kube(self.creds.api_client(via=via), user_agent=user_agent)
 
     def restart_apiserver(self, *, graceful: bool = True) -> float:
