@@ -13,13 +13,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.journal import bridge
 from harness.journal.record import Record
 
 ENV_RUN_DIR = "RECONVERGE_RUN_DIR"
 
 
 class Journal:
-    """Appends records for one process. Thread-safe; cheap when disabled (no run dir)."""
+    """Appends records for one process. Thread-safe; cheap when disabled (no run dir).
+
+    Every record is also offered to :mod:`logging` (``reconverge.<component>``, see
+    :mod:`harness.journal.bridge`), written or not, so ``--log-cli-level=INFO`` shows it live.
+    """
 
     def __init__(self, run_dir: Path | None, proc: str) -> None:
         self.proc = proc
@@ -59,6 +64,7 @@ class Journal:
                         os.write(self._fd, data)
                     except OSError:
                         pass  # a full or vanished run dir must not crash the caller
+        bridge.forward(rec)
         return rec
 
     def close(self) -> None:
