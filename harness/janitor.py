@@ -456,6 +456,116 @@ def undo_into(report: UndoReport, resources: list[Resource], run_id: str, run_di
             report.fail(r.describe(), "unknown resource kind (left alone)", None, retry=False)
 
 
+@dataclass
+class SweepPlan:
+    """What a sweep would do, found by looking only (``reconverge janitor --dry-run``)."""
+
+    dead: dict[str, list[str]] = field(default_factory=dict)  # run id -> "would …" lines
+    live: list[str] = field(default_factory=list)  # run ids a sweep leaves alone
+
+    def lines(self) -> list[str]:
+        """``would sweep <id>:`` then its indented steps, per dead run."""
+        out = []
+        for run_id, steps in self.dead.items():
+            out.append(f"would sweep {run_id}:")
+            out += [f"  {step}" for step in steps]
+        return out
+
+
+def plan_sweep(root: Path, *, owner_alive: Callable[[Path], bool]) -> SweepPlan:
+    """The dead runs under ``root`` and what undoing each would touch; changes nothing.
+
+    ``owner_alive`` is the sweep's own test (``run._owner_alive``), passed in so the dry
+    run and the sweep cannot disagree about which runs are dead. Never raises: a run that
+    cannot be inspected gets one ``cannot inspect`` line.
+    """
+    report = SweepPlan()
+    try:
+        run_dirs = sorted(root.iterdir()) if root.is_dir() else []
+    except OSError as exc:
+        report.dead[str(root)] = [f"cannot list the run root: {errno_text(exc)}"]
+        return report
+    for run_dir in run_dirs:
+        try:
+            if not run_dir.is_dir() or run_dir.is_symlink():
+                continue
+            if owner_alive(run_dir):
+                report.live.append(run_dir.name)
+                continue
+            steps = plan(list(reversed(load_resources(run_dir))), run_dir.name, run_dir)
+            steps.append(f"would remove run dir {run_dir} (kept if a step must be retried)")
+        except Exception as exc:
+            steps = [f"cannot inspect: {errno_text(exc)}"]
+        report.dead[run_dir.name] = steps
+    return report
+
+
+def plan(resources: list[Resource], run_id: str, run_dir: Path) -> list[str]:
+    """What :func:`undo_into` would act on, in its order, without acting.
+
+    Only looks (``/proc``, mountinfo, ``lexists``): what is already gone is left out,
+    because undo counts it done. Containers and docker networks are listed as recorded:
+    only their dockerd knows whether they still exist, and a dry run asks nobody.
+    """
+    out: list[str] = []
+
+    def look(what: str, probe: Callable[[], str | None]) -> None:
+        try:
+            line = probe()
+        except Exception as exc:
+            line = f"cannot inspect {what}: {errno_text(exc)}"
+        if line:
+            out.append(line)
+
+    for r in resources:
+        if r.kind in ("container", "docker_network"):
+            out.append(f"would remove {r.describe()} (if its dockerd still has it)")
+    owned: set[int] = set()
+    for r in resources:
+        if r.kind == "process":
+
+            def alive(r: Resource = r) -> str | None:
+                pid = int(r.data["pid"])
+                if not proc_is(pid, r.data.get("start")):
+                    return None
+                owned.add(pid)
+                group = " and its process group" if r.data.get("group") else ""
+                return f"would stop {r.describe()}{group}"
+
+            look(r.describe(), alive)
+
+    def strays() -> str | None:
+        pids = [p for p in pids_marked(run_id) if p not in owned]
+        return f"would kill {len(pids)} stray process(es) {pids}" if pids else None
+
+    look(f"stray processes of run {run_id}", strays)
+    for r in resources:
+        if r.kind == "cgroup":
+            look(r.describe(), lambda r=r: _plan_path(r))
+    for r in resources:
+        bridge = str(r.data.get("bridge") or "")
+        if r.kind == "docker_network" and bridge and Path(f"/sys/class/net/{bridge}").exists():
+            out.append(f"would delete bridge {bridge}")
+    out += [f"would unmount {point}" for point in mounts_under(run_dir)]
+    for r in resources:
+        if r.kind == "path":
+            look(r.describe(), lambda r=r: _plan_path(r))
+    known = {"process", "container", "docker_network", "cgroup", "path"}
+    out += [
+        f"would leave alone {r.describe()} (unknown kind)" for r in resources if r.kind not in known
+    ]
+    return out
+
+
+def _plan_path(r: Resource) -> str | None:
+    path = str(r.data.get("path"))
+    if not os.path.lexists(path):
+        return None
+    if r.kind == "cgroup" or cgroup_mount_of(path) is not None:
+        return f"would remove cgroup {path} (killing what is inside)"
+    return f"would remove {path}"
+
+
 def _stop_process(report: UndoReport, r: Resource) -> None:
     pid, start = int(r.data["pid"]), r.data.get("start")
     if not proc_is(pid, start):

@@ -2,12 +2,15 @@
 
 Why a table rather than a check list: someone reproducing a bug needs to know *which*
 containerd or toxiproxy produced a verdict, and CI needs one exit code that says whether
-the embedded defaults can run at all.
+the embedded defaults can run at all. ``--json`` gives the same rows to a machine (a CI
+step, a wheel test) without parsing a table whose column widths change.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -15,6 +18,8 @@ from dataclasses import dataclass
 from harness import binaries
 
 FIX = "./ci/bootstrap"
+ROOT_FIX = "run as root: sudo -E .venv/bin/reconverge … and sudo -E .venv/bin/pytest …"
+JSON_SCHEMA = 1
 
 
 @dataclass
@@ -22,25 +27,69 @@ class Row:
     """One line of the doctor table."""
 
     component: str
-    status: str  # "ok", "missing", "fallback", "optional"
+    status: str  # "ok", "missing", "fallback", "optional", "not root"
     version: str
     path: str
     backend: str
     required: bool
+    source: str = ""  # how the binary was found: "env", "cache", "PATH" ("" when none)
+    reason: str = ""  # why it is not usable (or only a fallback); "" when fine
+    fix: str = ""  # what makes it usable when that is not FIX ("" otherwise)
 
     @property
     def usable(self) -> bool:
         return self.status in ("ok", "fallback")
 
+    def shown_path(self) -> str:
+        """The table's path column: the path, then how it was found."""
+        return f"{self.path} ({self.source})" if self.source else self.path
+
+    def to_dict(self) -> dict[str, object]:
+        """The row as ``doctor --json`` prints it (every field always present)."""
+        return {
+            "component": self.component,
+            "status": self.status,
+            "usable": self.usable,
+            "required": self.required,
+            "version": self.version,
+            "path": self.path,
+            "source": self.source,
+            "backend": self.backend,
+            "reason": self.reason or None,
+            "fix": self.fix or (None if self.usable else FIX),
+        }
+
+
+def root_row() -> Row:
+    """Does this process run as root? Required: containerd, mounts and cgroups need it.
+
+    Why a row rather than an early exit: a non-root user should still see which binaries
+    are there, and the fix (run as root) is different from every other row's.
+    """
+    euid = os.geteuid()
+    if euid == 0:
+        return Row("root", "ok", "-", "euid 0", "containerd, mounts, cgroups", True)
+    return Row(
+        "root",
+        "not root",
+        "-",
+        f"euid {euid}",
+        "containerd, mounts, cgroups",
+        True,
+        reason=f"running as euid {euid}: containerd, mounts and cgroups need root",
+        fix=ROOT_FIX,
+    )
+
 
 def _binary_row(component: str, *, backend: str, required: bool) -> Row:
     found = binaries.locate(component)
     if found is None:
-        return Row(component, "missing", "-", "-", backend, required)
+        why = "not found (env override, build cache, PATH)"
+        return Row(component, "missing", "-", "-", backend, required, reason=why)
     version = binaries.version_of(component, found.path)
     if component == "toxiproxy":
         version = _toxiproxy_version(version)
-    return Row(component, "ok", version, f"{found.path} ({found.source})", backend, required)
+    return Row(component, "ok", version, str(found.path), backend, required, source=found.source)
 
 
 def _toxiproxy_version(reported: str) -> str:
@@ -61,13 +110,15 @@ def _toxiproxy_version(reported: str) -> str:
 def _docker_row() -> Row:
     docker = binaries.locate("docker")
     dockerd = binaries.locate("dockerd")
+    backend = "toxiproxy container backend, kind"
     if docker is None or dockerd is None:
-        return Row("docker", "missing", "-", "-", "toxiproxy container backend, kind", False)
+        why = "docker or dockerd not found (env override, PATH)"
+        return Row("docker", "missing", "-", "-", backend, False, reason=why)
     version = binaries.version_of("dockerd", dockerd.path)
     running = _docker_running()
     state = "daemon running" if running else "daemon started on demand"
     return Row(
-        "docker", "ok", version, f"{dockerd.path} ({state})", "toxiproxy container, kind", False
+        "docker", "ok", version, str(dockerd.path), f"{backend}; {state}", False, dockerd.source
     )
 
 
@@ -79,10 +130,19 @@ def _runtime_row() -> Row:
     try:
         path = docker.runtime_path()
     except ReconvergeError as exc:
-        return Row(docker.RUNTIME, "missing", "-", "-", f"kind ({exc.fix})", False)
+        return Row(
+            docker.RUNTIME,
+            "missing",
+            "-",
+            "-",
+            "kind",
+            False,
+            reason=exc.message,
+            fix=exc.fix or "",
+        )
     runc = binaries.locate("runc")
     over = f"over {runc.path}" if runc else "runc missing"
-    return Row(docker.RUNTIME, "ok", "-", f"{path} ({over})", "dockerd default runtime", False)
+    return Row(docker.RUNTIME, "ok", "-", str(path), f"dockerd default runtime {over}", False)
 
 
 def _docker_running() -> bool:
@@ -117,15 +177,17 @@ def _cache_rows() -> list[Row]:
         if comp in ("toxiproxy", "etcd", "kube-apiserver"):
             continue  # shown by their own rows
         binaries = m.get("binaries") or {}
-        names = ",".join(binaries) if isinstance(binaries, dict) else ""
-        paths = f"{m.get('dir', '-')}/{{{names}}}" if names else str(m.get("dir", "-"))
-        rows.append(Row(f"{comp} (cache)", "ok", str(m.get("version")), str(paths), "built", False))
+        names = ", ".join(binaries) if isinstance(binaries, dict) else ""
+        built = f"built: {names}" if names else "built"
+        version, where = str(m.get("version")), str(m.get("dir", "-"))
+        rows.append(Row(f"{comp} (cache)", "ok", version, where, built, False, "cache"))
     return rows
 
 
 def rows() -> list[Row]:
-    """Every component the harness knows, required ones first."""
+    """Every component the harness knows, required ones first (root before binaries)."""
     out = [
+        root_row(),
         _binary_row("toxiproxy", backend="process (embedded default)", required=True),
         _binary_row("containerd", backend="process (embedded default)", required=True),
         _binary_row("ctr", backend="repro by hand", required=True),
@@ -149,19 +211,24 @@ def _kube_rows() -> list[Row]:
     try:
         described = kube.describe()
     except Exception as exc:  # a broken kubeconfig must not hide the rest of the table
-        return [Row("kube backend", "missing", "-", "-", f"error: {exc}", True)]
+        return [Row("kube backend", "missing", "-", "-", f"error: {exc}", True, reason=str(exc))]
     required = {"kube-apiserver", "etcd", "kube backend"}
-    return [
-        Row(
-            d["component"],
-            d["status"],
-            d["version"],
-            d["path"],
-            d["backend"],
-            d["component"] in required,
-        )
-        for d in described
-    ]
+    return [_kube_row(d, d["component"] in required) for d in described]
+
+
+_SOURCE_SUFFIX = re.compile(r"^(?P<path>.*) \((?P<source>env|cache|PATH)\)$")
+
+
+def _kube_row(d: dict[str, str], required: bool) -> Row:
+    """A ``kube.describe`` row; its path may end in `` (cache)``, split off as the source."""
+    path, source = d["path"], ""
+    m = _SOURCE_SUFFIX.match(path)
+    if m:
+        path, source = m["path"], m["source"]
+    reason = "" if d["status"] == "ok" else d["backend"]
+    return Row(
+        d["component"], d["status"], d["version"], path, d["backend"], required, source, reason
+    )
 
 
 def render(table: list[Row]) -> str:
@@ -173,7 +240,7 @@ def render(table: list[Row]) -> str:
             r.status if r.required or r.usable else "optional",
             r.version,
             r.backend,
-            r.path,
+            r.shown_path(),
         )
         for r in table
     ]
@@ -186,13 +253,50 @@ def render(table: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
-    """Print the table; exit 0 when every required component is usable, else 2."""
+def exit_code(table: list[Row]) -> int:
+    """0 when every required component is usable, else 2 (the environment is wrong)."""
+    return 2 if any(r.required and not r.usable for r in table) else 0
+
+
+def to_json(table: list[Row]) -> str:
+    """``doctor --json``: the rows, the exit code and what is not usable, as one document."""
+    code = exit_code(table)
+    doc = {
+        "schema": JSON_SCHEMA,
+        "ok": code == 0,
+        "exit_code": code,
+        "not_usable": [r.component for r in table if r.required and not r.usable],
+        "components": [r.to_dict() for r in table],
+    }
+    return json.dumps(doc, indent=2)
+
+
+def _fix_lines(table: list[Row]) -> list[str]:
+    """One ``not usable: a, b — run <fix>`` line per distinct fix, in table order."""
+    by_fix: dict[str, list[str]] = {}
+    for r in table:
+        if r.required and not r.usable:
+            named = f"{r.component} ({r.reason})" if r.fix and r.reason else r.component
+            by_fix.setdefault(r.fix or FIX, []).append(named)
+    return [f"not usable: {', '.join(comps)} — {_verb(fix)}" for fix, comps in by_fix.items()]
+
+
+def _verb(fix: str) -> str:
+    return fix if fix.startswith("run ") else f"run {fix}"
+
+
+def main(*, as_json: bool = False) -> int:
+    """Print the table (or ``--json``); exit 0 when every required component is usable, else 2."""
     table = rows()
+    code = exit_code(table)
+    if as_json:
+        print(to_json(table))
+        return code
     print(render(table))
-    missing = [r.component for r in table if r.required and not r.usable]
-    if missing:
-        print(f"\nnot usable: {', '.join(missing)} — run {FIX}")
-        return 2
+    if code:
+        print("")
+        for line in _fix_lines(table):
+            print(line)
+        return code
     print("\nall embedded defaults usable")
     return 0

@@ -18,6 +18,20 @@ from pathlib import Path
 
 from harness.errors import ReconvergeError
 
+# pytest's exit codes -> ours (harness.cli.EXIT_CODES): 1 a case failed (or pytest itself
+# broke), 2 the input was wrong (collection error, bad pytest option, nothing collected).
+_FROM_PYTEST = {0: 0, 1: 1, 2: 2, 3: 1, 4: 2, 5: 2}
+
+
+def exit_code(pytest_code: int) -> int:
+    """Our exit code for a pytest exit code; a child killed by a signal is a failure (1)."""
+    return _FROM_PYTEST.get(pytest_code, 1)
+
+
+def _passthrough(args: argparse.Namespace) -> list[str]:
+    """pytest's own arguments (after ``--``), appended last so they can override ours."""
+    return list(getattr(args, "pytest_args", None) or [])
+
 
 def _pytest(args: list[str]) -> int:
     """Run pytest as a child; SIGTERM to us is passed on, so its fixtures tear down.
@@ -48,7 +62,7 @@ def _pytest(args: list[str]) -> int:
         signal.signal(signal.SIGTERM, old)
     if stopped:
         raise KeyboardInterrupt(f"signal {stopped[0]}")
-    return code
+    return exit_code(code)
 
 
 def _verdict_keys(path: Path) -> dict[str, str]:
@@ -117,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
             if args.backend:
                 extra.append(f"--reconverge-backend={args.backend}")
             print(f"== repeat {i + 1}/{args.repeat}", flush=True)
-            code = _pytest([*select, *extra])
+            code = _pytest([*select, *extra, *_passthrough(args)])
             worst = max(worst, code)
             results.append(_verdict_keys(art / "verdicts.json"))
         if args.artifacts and args.repeat > 1:
@@ -151,4 +165,5 @@ def repro(args: argparse.Namespace) -> int:
         raise ReconvergeError(
             f"bad repro spec {spec!r}: expected '<nodeid>@<seed>' as printed by a failing case"
         )
-    return _pytest([nodeid, f"--reconverge-seed={seed}", "-p", "no:cacheprovider", "-v"])
+    base = [nodeid, f"--reconverge-seed={seed}", "-p", "no:cacheprovider", "-v"]
+    return _pytest([*base, *_passthrough(args)])
