@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import functools
 import io
-import tarfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -132,6 +131,8 @@ def sync_node_journal(cluster: KindCluster, run_dir: Path) -> int:
     Whole files each time (they only grow): idempotent, and a failure bundle written after
     any sync holds the shims' records. A node that cannot be read copies nothing.
     """
+    import tarfile  # here, not at the top: every pytest run imports this module
+
     jdir = run_dir / "journal"
     jdir.mkdir(parents=True, exist_ok=True)
     n = 0
