@@ -38,6 +38,7 @@ import pytest
 
 from harness.checks import faults
 from harness.checks import sandbox as chk
+from harness.matrix.upstream import Upstream
 from harness.verdict import Finding
 
 pytestmark = [pytest.mark.needs("containerd", "busybox"), pytest.mark.suite]
@@ -101,14 +102,19 @@ def _symptom(findings: Mapping[str, Finding]) -> str | None:
     )
 
 
-@pytest.mark.parametrize(
-    ("version", "buggy"),
-    [
-        pytest.param("v2.1.5", False, id="fixed-v2.1.5"),
-        pytest.param("v2.1.4", True, id="buggy-v2.1.4"),
-    ],
+#: observed upstream behaviour per release (harness/matrix; docs/matrix.md)
+UPSTREAM = Upstream(
+    reference="containerd #12344, fixed by PR #12400 (v2.1.5 backport of 2042e805b)",
+    leaks=("v2.1.4",),
+    clean=("v2.1.5",),
+    since="v2.0.0",  # CRI with the stub handler: config version 3
+    default=("v2.1.5", "v2.1.4"),
 )
-def test_cri_stop_remove_pod_sandbox(version, buggy, cri_containerd, verdict):
+
+
+@pytest.mark.containerd_matrix(UPSTREAM)
+def test_cri_stop_remove_pod_sandbox(containerd_release, cri_containerd, verdict):
+    version, buggy = containerd_release.label, containerd_release.buggy
     env = cri_containerd(version)
     running = chk.containerd_version(env.containerd.address)
     assert running.lstrip("v").startswith(version.lstrip("v")), (

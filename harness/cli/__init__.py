@@ -286,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--nodes", type=int, default=1, metavar="N", help="kind: number of nodes (default 1)"
     )
     u.set_defaults(fn=_cmd_up)
+    __import__("harness.matrix.cli", fromlist=["register"]).register(sub)  # matrix, bisect
     return p
 
 
