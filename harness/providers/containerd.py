@@ -3,7 +3,9 @@
 Why its PATH starts with the virtualenv's ``bin``: containerd resolves the runtime
 ``io.containerd.stub.v2`` to ``containerd-shim-stub-v2`` on *its own* PATH, and passes its
 environment (including the run's ``RECONVERGE_*`` markers) on to every shim it launches,
-so shims journal into the run and a sweep can find them.
+so shims journal into the run and a sweep can find them. Ahead of it on PATH sits the warm
+launcher (``harness/shim/warm.py``: a C binary that hands ``start``/``delete`` to the run's
+shim fork server; ``RECONVERGE_SHIM_WARM=0`` leaves only the cold console script).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from harness import binaries, fixtures_dir, journal
 from harness.errors import ReconvergeError
 from harness.providers.process import ManagedProcess, free_port, tcp_open, unix_open
 from harness.run import Run
+from harness.shim import warm as shim_warm
 
 FIXTURES = fixtures_dir.path("containerd")
 STUB_RUNTIME = "io.containerd.stub.v2"
@@ -82,6 +85,9 @@ class Containerd:
                 self.run.janitor.callback(f"rmdir {d} if empty", lambda d=d: _rmdir_if_empty(d))
         venv_bin = str(Path(sys.executable).parent)
         env = {"PATH": f"{venv_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+        warm = shim_warm.for_run(self.run)  # the stub's warm launcher first on PATH
+        if warm is not None:
+            env = {**warm.env(), "PATH": f"{warm.bin_dir}:{env['PATH']}"}
         self.proc = ManagedProcess(
             self.run, self.name, [self.binary, "--config", self.config], env=env
         ).start()

@@ -32,6 +32,9 @@ from harness.ttrpc import CallContext, NoReply, Server, TTRPCError
 from harness.ttrpc.server import Handler
 
 PR_SET_CHILD_SUBREAPER = 36
+#: The listening socket ``start`` bound, as an fd number (cold: inherited through spawn;
+#: warm: kept open across the fork server's fork).
+ENV_FD = "RECONVERGE_SHIM_FD"
 
 
 def request_id(payload: bytes) -> str:
@@ -52,8 +55,9 @@ def request_id(payload: bytes) -> str:
 class Daemon:
     """Wiring: server, service, publisher, reaper, control endpoint, registry file."""
 
-    def __init__(self, flags: dict[str, str]) -> None:
+    def __init__(self, flags: dict[str, str], *, forked: bool = False) -> None:
         self.flags = flags
+        self.forked = forked
         self.namespace = flags.get("namespace", "default")
         self.id = flags.get("id", "")
         self.paths = ShimPaths.of(flags.get("address", ""), self.namespace, self.id)
@@ -149,15 +153,16 @@ class Daemon:
             "namespace": self.namespace,
             "pid": os.getpid(),
             "pid_start": identity.start_ticks(os.getpid()),
-            "socket": str(self.paths.socket),
-            "control": str(self.paths.control),
+            "socket": self.paths.socket,
+            "control": self.paths.control,
             "bundle": os.getcwd(),
             "containerd_address": self.flags.get("address", ""),
             "started_at": time.time(),
             **self.proxy,
         }
-        tmp = self.paths.registry.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data))
+        tmp = self.paths.registry.removesuffix(".json") + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(json.dumps(data))
         os.replace(tmp, self.paths.registry)
 
     async def _listen(self, sock: socket.socket) -> None:
@@ -193,10 +198,11 @@ class Daemon:
         loop.add_signal_handler(signal.SIGCHLD, self.reap)
         loop.add_signal_handler(signal.SIGTERM, self.stop.set)
         loop.add_signal_handler(signal.SIGINT, self.stop.set)
-        self.paths.pidfile.write_text(str(os.getpid()))
+        with open(self.paths.pidfile, "w") as f:
+            f.write(str(os.getpid()))
         self.control = failpoints.serve(f"unix:{self.paths.control}")
         self.publisher.start()
-        fd = int(os.environ["RECONVERGE_SHIM_FD"])
+        fd = int(os.environ[ENV_FD])
         await self._listen(socket.socket(fileno=fd))
         self.write_registry()
         journal.emit(
@@ -204,8 +210,9 @@ class Daemon:
             "serving",
             id=self.id,
             namespace=self.namespace,
-            socket=str(self.paths.socket),
+            socket=self.paths.socket,
             pid=os.getpid(),
+            forked=self.forked,
         )
         await self.stop.wait()
         journal.emit("shim", "exiting", id=self.id, remaining=sorted(self.service.tasks))
@@ -222,18 +229,26 @@ class Daemon:
             self.control.close()
         for p in (self.paths.socket, self.paths.control, self.paths.pidfile, self.paths.registry):
             with contextlib.suppress(FileNotFoundError):
-                p.unlink()
+                os.unlink(p)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None, *, forked: bool = False) -> int:
+    """Serve until Shutdown. ``argv``: the flags containerd gave ``start`` (default: ours).
+
+    ``forked``: called in a child of the fork server rather than a fresh interpreter, so
+    every piece of process-wide state a fresh interpreter would not have is reset here,
+    from *this* process's environment (the one containerd passed to ``start``).
+    """
     identity.set_name()  # first: the leak detector and the janitor know a daemon by its name
-    flags, _ = parse_flags(sys.argv[1:])
+    flags, _ = parse_flags(sys.argv[1:] if argv is None else argv)
     journal.from_env(f"shim:{flags.get('id', '?')}")
+    if forked:
+        failpoints.reset()  # nothing of the server's registry: names, counters, seed
     try:
         failpoints.load_env()
     except ValueError as exc:
         journal.emit("shim", "bad_failpoints_env", error=str(exc))
-    asyncio.run(Daemon(flags).run())
+    asyncio.run(Daemon(flags, forked=forked).run())
     return 0
 
 

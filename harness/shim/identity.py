@@ -2,9 +2,9 @@
 
 Why a deliberate identity: the leak detector, the janitor's stray scan and the tests used
 to recognise a daemon by ``harness.shim.daemon`` in its cmdline. A daemon forked from a
-warm parent (the fork server of issue 14) carries that parent's cmdline and environ, so
-argv says nothing. What a forked daemon can still set for itself, and what it inherits
-correctly, is:
+warm parent (the fork server, :mod:`harness.shim.forkserver`) carries that parent's
+cmdline and environ, so argv says nothing. What a forked daemon can still set for itself,
+and what it inherits correctly, is:
 
 - its **process name** (``prctl(PR_SET_NAME)``, read back as ``/proc/<pid>/comm``):
   :data:`NAME` for a daemon, :data:`FORK_NAME` for a fork server;
@@ -27,11 +27,14 @@ and the daemon import it before anything else.
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms in delete)
+if TYPE_CHECKING:
+    from pathlib import Path
 
 #: ``/proc/<pid>/comm`` of a stub daemon (at most 15 bytes: the kernel's TASK_COMM_LEN - 1).
 NAME = "rcv-shim"
-#: ``/proc/<pid>/comm`` of a fork server that forks daemons (issue 14; not built yet).
+#: ``/proc/<pid>/comm`` of the fork server that forks daemons (:mod:`harness.shim.forkserver`).
 FORK_NAME = "rcv-shim-fork"
 #: cmdline of daemons started by an older stub that did not set its name (fallback only).
 LEGACY_CMDLINE = b"harness.shim.daemon"

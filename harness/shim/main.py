@@ -15,13 +15,22 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import socket
 import sys
 import time
 
 from harness.shim.identity import is_stub
 from harness.shim.paths import ShimPaths
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms)
+if TYPE_CHECKING:
+    import socket
+    from collections.abc import Callable
+
+    #: How ``start`` gets a daemon running on its socket: ``(sock, devnull, stderr, flag
+    #: argv)`` -> pid. Cold: :func:`spawn_cold` (a fresh interpreter); the fork server
+    #: passes its own, which forks the daemon from a warm worker.
+    Spawn = Callable[[socket.socket, int, int, list[str]], int]
+SIGKILL = 9  # signal.SIGKILL without importing signal (and enum) in delete
 
 BOOL_FLAGS = {"debug", "v"}
 
@@ -78,6 +87,8 @@ def _paths(flags: dict[str, str]) -> ShimPaths:
 
 
 def _listening(path: str) -> bool:
+    import socket
+
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(0.5)
         try:
@@ -87,20 +98,22 @@ def _listening(path: str) -> bool:
             return False
 
 
-def start(flags: dict[str, str]) -> int:
+def start(flags: dict[str, str], spawn: Spawn | None = None) -> int:
     """Bind the socket, spawn the daemon with it, print the address, exit 0."""
+    import socket
+
     with contextlib.suppress(OSError):
         sys.stdin.buffer.read()  # task options (unused); containerd closes stdin
     paths = _paths(flags)
     address = f"unix://{paths.socket}"
-    paths.socket.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if _listening(str(paths.socket)):
+    os.makedirs(paths.dir, mode=0o700, exist_ok=True)
+    if _listening(paths.socket):
         sys.stdout.write(address)  # grouping / restart: the daemon already serves
         return 0
     with contextlib.suppress(FileNotFoundError):
-        paths.socket.unlink()
+        os.unlink(paths.socket)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(str(paths.socket))
+    sock.bind(paths.socket)
     os.chmod(paths.socket, 0o600)
     sock.listen(64)
     tmp = ".address"
@@ -111,14 +124,23 @@ def start(flags: dict[str, str]) -> int:
     stderr = devnull
     with contextlib.suppress(OSError):
         stderr = os.open("log", os.O_WRONLY | os.O_NONBLOCK)
+    pid = (spawn or spawn_cold)(sock, devnull, stderr, sys.argv[1:-1])
+    with open(paths.pidfile, "w") as f:
+        f.write(str(pid))
+    sys.stdout.write(address)
+    sys.stdout.flush()
+    return 0
+
+
+def spawn_cold(sock: socket.socket, devnull: int, stderr: int, argv: list[str]) -> int:
+    """``python -m harness.shim.daemon <flags>`` in its own session, with the socket."""
     env = dict(os.environ, RECONVERGE_SHIM_FD=str(sock.fileno()))
     env.setdefault("PYTHONWARNINGS", "ignore")
-    argv = [sys.executable, "-m", "harness.shim.daemon", *sys.argv[1:-1]]
     os.set_inheritable(sock.fileno(), True)  # the only fd the daemon inherits besides 0-2
     # posix_spawn, not subprocess: importing subprocess alone cost ~10 ms of containerd's wait
-    pid = os.posix_spawn(
+    return os.posix_spawn(
         sys.executable,
-        argv,
+        [sys.executable, "-m", "harness.shim.daemon", *argv],
         env,
         file_actions=[
             (os.POSIX_SPAWN_DUP2, devnull, 0),
@@ -127,10 +149,6 @@ def start(flags: dict[str, str]) -> int:
         ],
         setsid=True,
     )
-    paths.pidfile.write_text(str(pid))
-    sys.stdout.write(address)
-    sys.stdout.flush()
-    return 0
 
 
 def _delete_proxy_of_dead(paths: ShimPaths) -> None:
@@ -165,7 +183,7 @@ def _kill_orphaned_tasks(flags: dict[str, str], daemon_pid: int) -> None:
     for t in task_procs():
         if (t.namespace, t.container_id) == key and t.shim_pid == daemon_pid:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(t.pid, signal.SIGKILL)
+                os.kill(t.pid, SIGKILL)
 
 
 def delete(flags: dict[str, str]) -> int:
@@ -179,40 +197,45 @@ def delete(flags: dict[str, str]) -> int:
     """
     paths = _paths(flags)
     pid = 0
-    with contextlib.suppress(OSError, ValueError):
-        pid = int(paths.pidfile.read_text().strip())
+    with contextlib.suppress(OSError, ValueError), open(paths.pidfile) as f:
+        pid = int(f.read().strip())
     alive = bool(pid) and is_stub(pid)
     if alive and os.environ.get("RECONVERGE_SHIM_DELETE_KILLS") == "1":
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, SIGKILL)
         deadline = time.monotonic() + 2.0
         while is_stub(pid) and time.monotonic() < deadline:
             time.sleep(0.005)  # waiting on the kernel to reap; bounded
         alive = is_stub(pid)
     if not alive:
-        if paths.registry.exists():  # the daemon died without its clean exit (panic, kill)
+        if os.path.exists(paths.registry):  # the daemon died without its clean exit (panic, kill)
             _kill_orphaned_tasks(flags, pid)
         _delete_proxy_of_dead(paths)
         for p in (paths.socket, paths.control, paths.pidfile, paths.registry):
             with contextlib.suppress(FileNotFoundError):
-                p.unlink()
+                os.unlink(p)
     sys.stdout.buffer.write(encode_delete_response(0, 137, time.time_ns()))
     sys.stdout.flush()
     return 0
 
 
-def main() -> int:
-    """Entry point of the console script."""
-    flags, action = parse_flags(sys.argv[1:])
+def dispatch(flags: dict[str, str], action: str, spawn: Spawn | None = None) -> int:
+    """Run one action of the binary protocol; the fork server calls this with its spawn."""
     if "v" in flags:
         sys.stdout.write("containerd-shim-stub-v2 (reconverge)\n")
         return 0
     if action == "start":
-        return start(flags)
+        return start(flags, spawn)
     if action == "delete":
         return delete(flags)
     sys.stderr.write(f"containerd-shim-stub-v2: unknown action {action!r} (start|delete)\n")
     return 2
+
+
+def main() -> int:
+    """Entry point of the console script (the cold path)."""
+    flags, action = parse_flags(sys.argv[1:])
+    return dispatch(flags, action)
 
 
 if __name__ == "__main__":  # pragma: no cover

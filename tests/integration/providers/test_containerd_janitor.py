@@ -40,13 +40,15 @@ def test_killed(containerd, ctd_namespace):
 
 
 def _what(pid: int) -> str:
-    """Which kind of process a run left: containerd, shim, task (a shim's child), socat."""
+    """Which kind of process a run left: containerd, shim, fork server, task, socat."""
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return "gone"
     if identity.is_stub(pid):
         return "shim"
+    if identity.comm(pid) == identity.FORK_NAME:
+        return "fork-server"  # the run's shim fork server (harness/shim/forkserver.py)
     name = os.path.basename(argv[0].decode(errors="replace"))
     if name in ("containerd", "socat"):
         return name
@@ -72,7 +74,8 @@ def test_killed_mid_test_then_sweep_leaves_nothing(kill_containerd, killed_run):
     run_dir = killed.run_dir
     try:
         left = _left(run_dir.name)
-        expected = {"shim", "task", "socat"} | (set() if kill_containerd else {"containerd"})
+        expected = {"shim", "fork-server", "task", "socat"}
+        expected |= set() if kill_containerd else {"containerd"}
         assert set(left) == expected, left
         assert janitor.mounts_under(run_dir), "the tmpfs rootfs should still be mounted"
     finally:
