@@ -4,13 +4,13 @@
 
     import failpoints
 
-    PAUSE = failpoints.point("shim.Pause.after_apply")   # at import; ~free while disabled
+    PAUSE = failpoints.point("shim.Pause.after")   # at import; ~free while disabled
 
     action = PAUSE.evaluate()              # None unless a term fires
     if action is not None:
         await action.apply_async(deadline)  # delay/error/panic/hang; the site handles the rest
 
-    failpoints.enable("shim.Pause.after_apply", "1*off->1*error(boom)")   # fail the 2nd call
+    failpoints.enable("shim.Pause.after", "1*off->1*error(boom)")   # fail the 2nd call
 
 The term language is specified in ``failpoints.grammar``; user docs are docs/failpoints.md.
 The package is standalone (stdlib only) and never imports the harness.

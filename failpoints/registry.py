@@ -1,6 +1,6 @@
 """The registry of named points: the only global state in failpoints.
 
-Why names and not objects: the code that evaluates a point (``point("shim.Pause.after_apply")``
+Why names and not objects: the code that evaluates a point (``point("shim.Pause.after")``
 at import time) and the code that enables it (a test, an environment variable, an HTTP
 request) never see each other, so they meet on the name. Enabling a name before any code
 has called ``point()`` for it works: the registry creates the point and ``point()`` later

@@ -23,7 +23,7 @@ import time
 
 import failpoints
 from harness import journal
-from harness.shim import identity, relay
+from harness.shim import identity, relay, sites
 from harness.shim.events import Publisher, events_address
 from harness.shim.main import parse_flags
 from harness.shim.paths import ShimPaths
@@ -109,7 +109,7 @@ class Daemon:
             )
 
     async def _fault(self, ctx: CallContext, phase: str) -> None:
-        name = f"shim.{ctx.method}.{phase}"
+        name = sites.interceptor(ctx.method, phase)
         action = failpoints.point(name).evaluate()
         if action is None:
             return

@@ -19,6 +19,7 @@ from google.protobuf.message import Message
 import failpoints
 from harness import journal
 from harness.protos import events_ttrpc_pb2
+from harness.shim import sites
 from harness.ttrpc import Client, Closed, TTRPCError
 
 SERVICE = "containerd.services.events.ttrpc.v1.Events"
@@ -69,7 +70,7 @@ class Publisher:
 
     async def _handle(self, topic: str, event: Message) -> None:
         copies = 1
-        action = failpoints.point("shim.publish." + topic.strip("/").replace("/", ".")).evaluate()
+        action = failpoints.point(sites.publish(topic)).evaluate()
         fields = {"topic": topic, "container_id": getattr(event, "container_id", "")}
         if action is not None:
             journal.emit("shim", "publish_fault", action=action.kind, **fields)

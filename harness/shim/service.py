@@ -36,14 +36,14 @@ from google.protobuf import empty_pb2, timestamp_pb2
 import failpoints
 from harness import journal
 from harness.protos import events_pb2, shim_task_pb2, task_types_pb2
-from harness.shim import identity, states
+from harness.shim import identity, sites, states
 from harness.shim.events import Publisher
 from harness.shim.states import State
 from harness.ttrpc import CallContext, Code, TTRPCError
 from harness.ttrpc.errors import code_by_name
 
 SERVICE = "containerd.task.v2.Task"
-ANNOTATION_FP = "io.containerd.runtime.v2.shim.failpoint."
+ANNOTATION_FP = sites.ANNOTATION
 ANNOTATION_COMMAND = "io.reconverge.stub.command"
 DEFAULT_COMMAND = ["sleep", "1000000"]
 EMPTY = empty_pb2.Empty().SerializeToString()
@@ -112,7 +112,7 @@ def apply_annotation_failpoints(annotations: dict[str, str]) -> dict[str, str]:
     """``…failpoint.<Method>`` -> ``shim.<Method>.before``; ``…<Method>.<phase>`` -> that phase."""
     enabled = {}
     for suffix, terms in failpoints.from_annotations(annotations, prefix=ANNOTATION_FP).items():
-        name = f"shim.{suffix}" if "." in suffix else f"shim.{suffix}.before"
+        name = sites.from_annotation(suffix)
         failpoints.enable(name, terms)
         enabled[name] = str(terms)
     return enabled
@@ -290,7 +290,7 @@ class TaskService:
         task = self._task(req.id)
         async with task.lock:
             self._require("Pause", task)
-            await _locked_fault("shim.Pause.locked", task)
+            await _locked_fault(sites.locked("Pause"), task)
             os.kill(task.pid, signal.SIGSTOP)
             await _until(lambda: proc_state(task.pid) in ("T", "t", "Z", ""), 5.0)
             task.state = states.after("Pause", task.state)
@@ -302,7 +302,7 @@ class TaskService:
         task = self._task(req.id)
         async with task.lock:
             self._require("Resume", task)
-            await _locked_fault("shim.Resume.locked", task)
+            await _locked_fault(sites.locked("Resume"), task)
             os.kill(task.pid, signal.SIGCONT)
             await _until(lambda: proc_state(task.pid) not in ("T", "t"), 5.0)
             task.state = states.after("Resume", task.state)
@@ -331,9 +331,9 @@ class TaskService:
                 await asyncio.wait_for(task.exited.wait(), 5.0)
             task.state = State.DELETED
             journal.emit("shim", "delete_phase1", id=task.id, stream_id=ctx.stream_id)
-            action = failpoints.point("shim.Delete.between").evaluate()
+            action = failpoints.point(sites.DELETE_BETWEEN).evaluate()
             if action is not None:
-                journal.emit("shim", "fault", point="shim.Delete.between", action=action.kind)
+                journal.emit("shim", "fault", point=sites.DELETE_BETWEEN, action=action.kind)
                 await action.apply_async()
             # phase 2: drop the container from the map; only now can Shutdown exit
             self.tasks.pop(task.id, None)
