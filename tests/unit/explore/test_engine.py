@@ -1,0 +1,102 @@
+"""The search loop with a fake runner (the real-process side is the integration smoke):
+it finds, confirms k of n, shrinks, caches, honours its budgets, and is deterministic."""
+
+from __future__ import annotations
+
+import itertools
+
+from harness.explore import schedule as S
+from harness.explore.engine import Explorer, Options, derive
+from harness.explore.execute import Result
+from harness.verdict import Finding
+
+
+def _result(failed: bool) -> Result:
+    if failed:
+        return Result("DIVERGED", "leak: shim alive", [Finding("leak", ok=False, symptom="x")])
+    return Result("CONVERGED", "ok", [Finding("leak", ok=True)])
+
+
+def shutdown_leak(sched: S.Schedule) -> bool:
+    """The seed-c shape: a Shutdown error armed, then the task goes away."""
+    armed = False
+    for s in sched.steps:
+        if isinstance(s, S.ShimFault) and s.method == "Shutdown":
+            armed = True
+        if armed and isinstance(s, (S.Stop, S.KillTask)):
+            return any(isinstance(x, S.Create) for x in sched.steps)
+    return False
+
+
+def _explore(runner, **kw) -> tuple[Explorer, list[S.Schedule]]:
+    seen: list[S.Schedule] = []
+
+    def run(sched: S.Schedule, label: str) -> Result:
+        seen.append(sched)
+        return runner(sched)
+
+    opts = Options(seed=kw.pop("seed", 5), toxics=False, **kw)
+    ex = Explorer(opts, run, log=lambda _: None)
+    ex.search()
+    return ex, seen
+
+
+def test_finds_confirms_and_shrinks_to_the_three_steps_that_matter():
+    ex, _ = _explore(lambda s: _result(shutdown_leak(s)), faults=("Shutdown",), max_examples=300)
+    f = ex.found
+    assert f.minimal is not None and f.first is not None
+    steps = f.minimal.schedule.steps
+    assert len(steps) == 3, f.minimal.schedule.table()
+    assert {type(s) for s in steps} == {S.Create, S.ShimFault, S.Stop} or {
+        type(s) for s in steps
+    } == {S.Create, S.ShimFault, S.KillTask}
+    assert len(f.first.schedule) >= len(steps)
+    # confirmed: 2 failing runs of the minimal schedule (k=2 of at most n=3)
+    assert [r.failed for r in f.minimal.runs] == [True, True]
+    assert "failed 2 of 2 run(s) (confirm: 2 of at most 3)" in f.minimal.confirmation(2, 3)
+
+
+def test_a_timing_accident_is_not_a_failure():
+    flips = itertools.cycle([True, False, False])  # fails once, passes the two replays
+    ex, seen = _explore(lambda s: _result(next(flips)), max_examples=5)
+    assert ex.found.minimal is None
+    assert all(d["verdict"] == "pass" for d in ex.found.decisions)
+    assert len(seen) == 15  # each schedule: 1 failure, then 2 passing replays
+
+
+def test_cached_schedules_are_not_run_again():
+    ex, seen = _explore(lambda s: _result(shutdown_leak(s)), faults=("Shutdown",), max_examples=60)
+    assert len(seen) == ex.found.runs
+    keys = [s.dumps() for s in seen]
+    # a schedule runs again only as a confirmation replay of a failure
+    for k in set(keys):
+        assert keys.count(k) == 1 or keys.count(k) in (2, 3)
+
+
+def test_budget_spent_answers_not_run():
+    ex, seen = _explore(lambda s: _result(False), minutes=1e-9, max_examples=20)
+    assert seen == [] and ex.found.examples == 0
+    assert {d["verdict"] for d in ex.found.decisions} == {"not run"}
+    assert ex.found.decisions[0]["note"] == "search budget spent"
+
+
+def test_three_broken_runs_stop_the_search():
+    ex, seen = _explore(lambda s: Result("ERROR", "containerd went away"), max_examples=20)
+    assert ex.found.aborted.startswith("3 runs in a row broke")
+    assert len(seen) == 3 and ex.found.minimal is None
+
+
+def test_one_seed_draws_the_same_decisions_twice():
+    def journal(seed: int) -> list:
+        ex, _ = _explore(lambda s: _result(shutdown_leak(s)), seed=seed, max_examples=40)
+        return [(d["draws"], d["schedule"], d["verdict"]) for d in ex.found.decisions]
+
+    assert journal(11) == journal(11)
+    assert journal(11) != journal(12)
+
+
+def test_shards_draw_from_different_seeds():
+    seeds = {Options(seed=7, shard=(i, 4)).hypothesis_seed for i in range(4)}
+    assert len(seeds) == 4
+    assert Options(seed=7).hypothesis_seed == 7
+    assert derive(7, "shard", 0, 4) == derive(7, "shard", 0, 4)
