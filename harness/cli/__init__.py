@@ -287,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     u.set_defaults(fn=_cmd_up)
     __import__("harness.matrix.cli", fromlist=["register"]).register(sub)  # matrix, bisect
+    __import__("harness.explore.cli", fromlist=["register"]).register(sub)  # explore, merge
     return p
 
 

@@ -160,6 +160,8 @@ def _compare(results: list[dict[str, str]], worst: int) -> int:
 def repro(args: argparse.Namespace) -> int:
     """Replay ``<nodeid>@<seed>`` exactly as the failure printed it."""
     spec: str = args.spec
+    if spec.endswith(".json"):  # a saved explore schedule (harness/explore/regress.py)
+        return __import__("harness.explore.regress", fromlist=["repro"]).repro(spec)
     nodeid, sep, seed = spec.rpartition("@")
     if not sep or not seed.isdigit() or not nodeid:
         raise ReconvergeError(
