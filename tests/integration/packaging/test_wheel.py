@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -172,13 +173,26 @@ def venv(core: CoreInstall, core_plumbing: object, wheel: Path, scratch: Path) -
     return core.venv
 
 
+#: The marker in docs/plugin.md before the minimal suite this test runs.
+DOCS_MARKER = "<!-- tested: tests/integration/packaging/test_wheel.py"
+
+
+def docs_example() -> str:
+    """The minimal suite of docs/plugin.md, so the page cannot drift from what works."""
+    text = (REPO / "docs" / "plugin.md").read_text()
+    after = text.split(DOCS_MARKER, 1)[1]
+    return after.split("```python\n", 1)[1].split("\n```", 1)[0] + "\n"
+
+
 @pytest.fixture(scope="module")
 def project(scratch: Path) -> Path:
-    """A user's repository: the plumbing suite copied into ``tests/``, nothing else of ours."""
+    """A user's repository: the plumbing suite copied into ``tests/`` and the docs' example,
+    nothing else of ours."""
     root = scratch / "project"
     (root / "tests").mkdir(parents=True)
     for name in SUITE_FILES:
         shutil.copy2(REPO / "suites" / name, root / "tests" / name)
+    (root / "tests" / "test_docs_example.py").write_text(docs_example())
     (root / "pytest.ini").write_text("[pytest]\naddopts = -ra\n")
     return root
 
@@ -212,15 +226,21 @@ def test_core_install_imports_without_kube_or_docker(core):
     )
 
 
-def test_plumbing_suite_passes_with_the_installed_plugin_and_no_extras(core_plumbing, project):
+def test_plumbing_suite_and_docs_example_pass_with_the_installed_plugin_and_no_extras(
+    core_plumbing, project
+):
     out = core_plumbing
     assert out.returncode == 0, f"{out.stdout[-6000:]}\n--- stderr\n{out.stderr[-3000:]}"
-    cases = (project / "tests" / SUITE_FILES[0]).read_text().count("\ndef test_")
+    plumbing = (project / "tests" / SUITE_FILES[0]).read_text().count("\ndef test_")
+    example = 2  # the docs example's buggy and fixed variants
     summary = out.stdout.strip().splitlines()[-1]
-    # every case ran and passed (strict: a skip would have failed the run), and the verdicts
-    # came from the installed plugin
-    assert summary.startswith(f"{cases} passed"), out.stdout[-3000:]
-    assert "PASSED" in out.stdout and "verdict" in out.stdout.lower(), out.stdout[-3000:]
+    # every case ran and passed (strict: a skip would have failed the run) ...
+    assert re.fullmatch(rf"{plumbing + example} passed in [0-9.]+s", summary), out.stdout[-3000:]
+    # ... and the verdicts came from the installed plugin's rules and table
+    table = [line.split() for line in out.stdout.splitlines()]
+    assert sum(1 for row in table if row[:1] == ["plumbing"] and "PASSED" in row) == plumbing
+    example_rows = {row[2]: row[5] for row in table if row[:2] == ["example", "dropped_reply"]}
+    assert example_rows == {"buggy": "CAUGHT", "fixed": "CONVERGED"}, out.stdout[-3000:]
     assert str(REPO) not in out.stdout, "the inner run reached into the checkout"
 
 
