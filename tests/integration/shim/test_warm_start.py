@@ -214,3 +214,62 @@ def test_killed_run_sweep_removes_fork_server_and_forked_daemons(killed_run):
     assert not janitor.proc_is(server, server_start)  # gone (at most a zombie of init's)
     assert not [t for t in identity.task_procs() if t.shim_pid == daemon]
     assert not killed.run_dir.exists()
+
+
+async def _pids_outcomes(socket_path: str, cid: str, n: int) -> list[str]:
+    """``Pids`` asked ``n`` times on the shim's own socket: "ok" or the error message."""
+    from harness.protos import shim_task_pb2
+    from harness.ttrpc import Client, TTRPCError
+
+    client = await Client.connect(f"unix://{socket_path}", timeout=5.0)
+    out = []
+    try:
+        req = shim_task_pb2.PidsRequest(id=cid).SerializeToString()
+        for _ in range(n):
+            try:
+                await client.call("containerd.task.v2.Task", "Pids", req, timeout=5.0)
+                out.append("ok")
+            except TTRPCError as exc:
+                out.append(exc.message)
+    finally:
+        await client.close()
+    return out
+
+
+def test_probabilistic_failpoints_decide_alike_warm_and_cold(
+    reconverge_run, monkeypatch, ctd_namespace
+):
+    """Same RECONVERGE_SEED, same 50% term: a forked daemon rolls the same dice as a cold
+    one (nothing of the server's RNG state or registry carries over)."""
+    import asyncio
+
+    monkeypatch.setenv("RECONVERGE_FAILPOINTS", "shim.Pids.before=50%error(coin)")
+    warm_c = Containerd(reconverge_run, name="containerd-dice-w").start()
+    real_env = warm.WarmShim.env
+    absent = reconverge_run.dir / "absent.sock"
+    monkeypatch.setattr(
+        warm.WarmShim,
+        "env",
+        lambda self: {**real_env(self), warm.ENV_SOCKET: str(absent)},
+    )
+    cold_c = Containerd(reconverge_run, name="containerd-dice-c").start()
+    ns = ctd_namespace
+    try:
+        seen = {}
+        for c, cid in ((warm_c, "dice-w"), (cold_c, "dice-c")):
+            _run(c, ns, cid)
+            seen[_serving(reconverge_run.dir, cid)["forked"]] = asyncio.run(
+                _pids_outcomes(_entry(reconverge_run.dir, ns, cid)["socket"], cid, 24)
+            )
+            c.remove_task(ns, cid)
+        assert set(seen) == {True, False}
+        assert seen[True] == seen[False], seen
+        assert set(seen[True]) == {"ok", "coin"}, seen
+        for c in (warm_c, cold_c):
+            found = leaks.wait_until_clean(
+                reconverge_run.dir, timeout=2.0, state_dir=c.state, namespace=ns
+            )
+            assert found == [], [str(f) for f in found]
+    finally:
+        cold_c.stop()
+        warm_c.stop()
