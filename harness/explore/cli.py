@@ -199,6 +199,8 @@ def _runner(world: Any) -> Any:
 def explore(opts: Any, out: Path, *, regressions: Path | None = None) -> int:
     """Search, report, save; the exit code says whether it ended as expected."""
     from harness.explore import merge as merge_mod
+    from harness.explore import regress
+    from harness.explore import schedule as S
     from harness.explore.engine import Explorer
 
     decisions = out / "decisions.jsonl"
@@ -215,6 +217,13 @@ def explore(opts: Any, out: Path, *, regressions: Path | None = None) -> int:
     saved_path = None
     if found.minimal is not None:
         saved_path = save_failure(opts, found, out / "failures", regressions)
+    for j, ev in enumerate(found.fixed_failures[:3], 1):
+        res = ev.runs[0]
+        fixed = S.Saved(
+            ev.schedule, "DIVERGED", res.symptom, {"seed": opts.seed, "check": res.check}
+        )
+        path = regress.save(fixed, out / "fixed-failures", f"fixed-{res.check}-{opts.seed}-{j}")
+        print(f"explore: also fails with every fix on (set aside): {path} — {res.symptom[:120]}")
     row = verdict_row(opts, found, saved_path)
     merge_mod.write([row], out)
     print(
@@ -247,7 +256,7 @@ def save_failure(opts: Any, found: Any, directory: Path, regressions: Path | Non
         "time_to_find_s": round(found.time_to_find, 1),
         "steps_before": len(first.schedule) if first else len(minimal.schedule),
         "steps_after": len(minimal.schedule),
-        "confirm": f"{k} of at most {most}: {minimal.confirmation(k, most)}",
+        "confirm": minimal.confirmation(k, most),
         "check": res.check if res else "",
         "found": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": "reconverge explore --world sandbox "

@@ -7,6 +7,10 @@ often proposes a schedule it already ran), saved, replayed by ``reconverge repro
 judged only after the heal, when quiescence can be waited for. The list-shaped strategy
 shrinks by deleting steps and lowering choices, which is what a person wants to read.
 
+Differential: with bug switches on, a confirmed failure is run once more with every fix
+on; if that fails too, the failure is not the switch's (it is set aside as a finding about
+the fixed reconciler, ``Finding.fixed_failures``) and Hypothesis is not asked to shrink it.
+
 Confirmation: a schedule that fails once is run again until it failed ``k`` of at most ``n``
 runs (:data:`CONFIRM`); only a confirmed failure is reported to Hypothesis, so a timing
 accident can neither invent a failure nor make a shrink step look like progress. A run whose
@@ -70,6 +74,8 @@ class Options:
     shard: tuple[int, int] = (0, 1)
     database: Path | None = None
     confirm: tuple[int, int] = CONFIRM
+    #: with bug switches on, a failure counts only when the fixed reconciler passes it
+    differential: bool = True
 
     @property
     def hypothesis_seed(self) -> int:
@@ -82,7 +88,7 @@ class Evaluation:
     """A schedule's judgement after confirmation."""
 
     schedule: S.Schedule
-    verdict: str  # fail | pass | inconclusive | error | not run
+    verdict: str  # fail | pass | inconclusive | error | not run | fails fixed too
     runs: list[Result] = field(default_factory=list)
 
     @property
@@ -112,6 +118,8 @@ class Finding:
     errors: int = 0
     inconclusive: int = 0
     aborted: str = ""
+    #: schedules that failed with every fix on too (a ``--bug`` search sets them aside)
+    fixed_failures: list[Evaluation] = field(default_factory=list)
     decisions: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -199,7 +207,15 @@ class Explorer:
                 break
             runs.append(self._run(sched, f"{n}.{len(runs)}"))
         fails = sum(r.failed for r in runs)
-        if fails >= k:
+        control: Result | None = None
+        if fails >= k and self.o.bugs and self.o.differential:
+            # the switch's bug, or one the fixed reconciler has too? one run with every fix on
+            fixed = S.Schedule(sched.steps, world=sched.world)
+            control = self._run(fixed, f"{n}.fixed")
+        if fails >= k and control is not None and control.failed:
+            verdict = "fails fixed too"
+            self.found.fixed_failures.append(Evaluation(fixed, "fail", [control]))
+        elif fails >= k:
             verdict = "fail"
         elif any(r.outcome == Outcome.ERROR for r in runs):
             verdict = "error"
@@ -217,6 +233,7 @@ class Explorer:
             f"explore #{n} [{phase}] {len(sched)} step(s): {verdict}"
             + (f" — {first.symptom[:120]}" if verdict != "pass" else "")
             + (f" ({ev.confirmation(k, most)})" if fails else "")
+            + (f"; with every fix on: {control.outcome}" if control is not None else "")
             + f" [{sum(r.seconds for r in runs):.1f}s]"
         )
         if ev.failed and self.found.first is None:

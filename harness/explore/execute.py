@@ -42,6 +42,7 @@ from harness.explore import schedule as S
 from harness.journal import merge
 from harness.pytest_plugin.sandbox import SandboxEnv, failpoint_annotations, teardown_leak_check
 from harness.reconciler.sandbox import ReconcilerHost
+from harness.reconciler.sandbox.runtime import describe
 from harness.shim import identity
 from harness.verdict import Finding, Outcome
 
@@ -132,8 +133,10 @@ class Executor:
         self.created: list[str] = []
         self.violations: list[Finding] = []
         self._writes_seen = 0
+        self._generation = 0
         self._inflight: list[Any] = []
         self._starts: list[float] = []  # monotonic start of each step
+        self.down = False  # the reconciler was killed and could not start again yet
 
     # -- the run ---------------------------------------------------------------------------
     def run(self) -> Result:
@@ -149,13 +152,15 @@ class Executor:
                 records.append(self._step(i, step))
                 self._safety(i, step)
             self.heal()
+            if self.down and self._ensure_up() != "ok":
+                raise RuntimeError("the reconciler did not start again after the heal")
             self._one_delete_owner(since)
             findings = self._end(since)
         except Exception as exc:  # the harness broke, not an invariant: ERROR, never a pass
-            journal.emit("explore", "error", error=f"{type(exc).__name__}: {exc}")
+            journal.emit("explore", "error", error=describe(exc))
             return Result(
                 Outcome.ERROR,
-                f"{type(exc).__name__}: {exc}",
+                describe(exc),
                 self.violations,
                 records,
                 seconds=time.monotonic() - t0,
@@ -165,7 +170,9 @@ class Executor:
             self._close()
         findings = [*self.violations, *findings]
         outcome, text = judge(findings)
-        fired = faults.fired(env.run_dir, since, failpoints=self.schedule.faults())
+        fired = faults.fired(
+            env.run_dir, since, failpoints=self.schedule.faults(), effects=self.schedule.effects()
+        )
         journal.emit("explore", "judged", outcome=str(outcome), symptom=text[:200], fired=fired)
         return Result(outcome, text, findings, records, fired, time.monotonic() - t0, env.namespace)
 
@@ -185,7 +192,7 @@ class Executor:
             try:
                 await coro
             except Exception as exc:
-                return f"{type(exc).__name__}: {getattr(exc, 'message', exc)}"[:160]
+                return str(getattr(exc, "message", "") or describe(exc))[:160]
             return "ok"
 
         fut = asyncio.run_coroutine_threadsafe(catch(), self.host.loop)
@@ -195,10 +202,26 @@ class Executor:
             self._inflight.append(fut)
             return f"in flight after {STEP_BOUND_S:.0f}s"
 
+    def _ensure_up(self) -> str:
+        """Start the reconciler again after a kill -9 (its boot needs containerd: under a
+        toxic it may fail; it is tried again before every later step and after the heal)."""
+        assert self.host is not None
+        if not self.down:
+            return "ok"
+        try:
+            self.host.restart()
+        except Exception as exc:
+            journal.emit("explore", "restart_failed", error=describe(exc))
+            return f"restart failed: {describe(exc)}"[:160]
+        self.down = False
+        return "ok"
+
     def _step(self, i: int, step: S.Step) -> StepRecord:
         assert self.host is not None
-        host, r = self.host, self.host.r
         t0 = time.monotonic()
+        if self.down and not isinstance(step, (S.Heal, S.Toxic, S.ShimFault, S.Restart)):
+            self._ensure_up()
+        host, r = self.host, self.host.r
         self._starts.append(t0)
         journal.emit("explore", "step", index=i, op=step.op, step=step.describe())
         answer = "ok"
@@ -221,7 +244,9 @@ class Executor:
             answer = self.kill_task(sid)
         elif isinstance(step, S.Restart):
             host.crash()
-            host.restart()
+            faults.observed(S.RESTART_EFFECT, generation=host.generation)
+            self.down = True
+            answer = self._ensure_up()
         elif isinstance(step, S.ShimFault):
             answer = self.arm(step)
         elif isinstance(step, S.Toxic):
@@ -318,6 +343,8 @@ class Executor:
     def _safety(self, i: int, step: S.Step) -> None:
         assert self.host is not None
         snap = self.host.snapshot()
+        if snap["generation"] != self._generation:  # a restarted reconciler logs anew
+            self._generation, self._writes_seen = snap["generation"], 0
         writes = snap["writes"][self._writes_seen :]
         self._writes_seen = len(snap["writes"])
         for w in writes:

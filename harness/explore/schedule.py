@@ -48,6 +48,8 @@ SHIM_ACTIONS: dict[str, bool] = {"error": True, "delay": True, "drop": False}
 #: the toxiproxy legs a toxic may sit on (the fixtures provide this one)
 LEGS = ("reconciler-containerd",)
 TOXICS: dict[str, bool] = {"reset_peer": False, "latency": True, "timeout": False}
+#: the ``faults.observed`` name of a reconciler kill -9 + restart step
+RESTART_EFFECT = "reconciler kill -9"
 
 
 class Step:
@@ -241,6 +243,10 @@ class Schedule:
     def faults(self) -> list[str]:
         """The failpoint names this schedule arms (what ``faults.fired`` should count)."""
         return sorted({s.point for s in self.steps if isinstance(s, ShimFault)})
+
+    def effects(self) -> list[str]:
+        """Faults without a failpoint that the executor journals when applied."""
+        return [RESTART_EFFECT] if any(isinstance(s, Restart) for s in self.steps) else []
 
     def table(self, title: str | None = None) -> str:
         return table(self.steps, title=title)

@@ -140,11 +140,13 @@ def _step(
 ) -> S.Step:
     sid = d(f"{where}.sandbox", st.sampled_from(list(ids))) if len(ids) > 1 else ids[0]
     live = model.exists.get(sid, False)
+    # weights by repetition: a world without its sandbox mostly creates it; a live one is
+    # mostly faulted and driven (heal, restart, toxics, a re-create are rarer spices)
     if not live:
-        ops = ["create", "fault", "heal", "restart", *(["toxic"] if toxics else [])]
+        ops = ["create"] * 4 + ["fault", "heal", "restart", *(["toxic"] if toxics else [])]
     else:
-        ops = ["fault", "stop", "kill_task", "delete", "pause", "resume", "heal", "restart"]
-        ops += ["toxic"] if toxics else []
+        ops = ["fault", "stop", "kill_task", "pause", "resume"] * 2
+        ops += ["delete", "heal", "restart", *(["toxic"] if toxics else [])]
         ops += ["create"]  # recreate under the same id (fails while it lives: still a step)
     op = d(f"{where}.op", st.sampled_from(ops))
     if op == "create":

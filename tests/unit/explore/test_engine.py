@@ -100,3 +100,27 @@ def test_shards_draw_from_different_seeds():
     assert len(seeds) == 4
     assert Options(seed=7).hypothesis_seed == 7
     assert derive(7, "shard", 0, 4) == derive(7, "shard", 0, 4)
+
+
+def test_with_a_bug_switch_a_failure_the_fixed_reconciler_shares_is_set_aside():
+    ex, seen = _explore(
+        lambda s: _result(shutdown_leak(s)),
+        faults=("Shutdown",),
+        bugs=("runtime.delete_not_retriable",),
+        max_examples=40,
+    )
+    assert ex.found.minimal is None  # the failure is not the switch's: nothing to shrink
+    assert ex.found.fixed_failures
+    assert {d["verdict"] for d in ex.found.decisions} >= {"fails fixed too"}
+    assert any(not s.bugs for s in seen)  # the control run had every fix on
+
+
+def test_with_a_bug_switch_only_the_switch_failure_is_shrunk():
+    ex, _ = _explore(
+        lambda s: _result(bool(s.bugs) and shutdown_leak(s)),
+        faults=("Shutdown",),
+        bugs=("runtime.delete_not_retriable",),
+        max_examples=300,
+    )
+    assert ex.found.minimal is not None and len(ex.found.minimal.schedule) == 3
+    assert not ex.found.fixed_failures
