@@ -50,18 +50,28 @@ def _run(cmd: list[str], *, cwd: Path, env: dict[str, str], timeout: float = 300
     return out
 
 
+#: reconverge settings a user's shell may share with this session: where binaries are.
+KEEP_SETTINGS = ("RECONVERGE_CACHE", "RECONVERGE_RUN_ROOT")
+
+
 def _user_env(venv: Path) -> dict[str, str]:
     """The environment of a user's shell with the new venv activated.
 
     Nothing of this session may leak in: no PYTHONPATH to the checkout, no pytest or xdist
-    settings, no run directory of the outer run (the inner pytest is a run of its own).
+    settings, no run directory of the outer run (the inner pytest is a run of its own), and
+    no reconverge setting that changes behaviour (CI's ``RECONVERGE_ARTIFACTS`` would have
+    the inner run overwrite the outer ``verdicts.json``; ``RECONVERGE_BACKEND=container``
+    would need the ``docker`` extra) — only where the binaries are.
     """
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("PYTEST_", "PYTHON", "VIRTUAL_ENV"))
-        and k not in ("RECONVERGE_RUN_ID", "RECONVERGE_RUN_DIR")
-    }
+
+    def keep(name: str) -> bool:
+        if name.startswith(("PYTEST_", "PYTHON", "VIRTUAL_ENV")):
+            return False
+        if name.startswith("RECONVERGE_"):
+            return name in KEEP_SETTINGS or name.endswith("_BIN")
+        return True
+
+    env = {k: v for k, v in os.environ.items() if keep(k)}
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
     env["VIRTUAL_ENV"] = str(venv)
     return env
