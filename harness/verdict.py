@@ -19,6 +19,13 @@ The rules (:func:`decide`), in order:
 
 ``ERROR`` (the case itself broke) and ``SKIPPED`` (a component was missing and strict mode
 was off) are set by the plugin, never by :func:`decide`.
+
+The shape of a verdict row and of ``verdicts.json`` is owned here too: :class:`Verdict` (the
+row), :func:`document` (the file), :func:`rows` (reading a file back, old or new),
+:func:`case_key` (what ``reconverge run --repeat`` compares) and :func:`from_record` (a row
+rebuilt from the journal's ``verdict`` record). The JSON Schema beside this module
+(``verdict.schema.json``, :data:`SCHEMA_FILE`) describes the same file; a unit test keeps the
+two in step.
 """
 
 from __future__ import annotations
@@ -26,10 +33,19 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
-#: Bumped whenever a field of :class:`Verdict` changes meaning or is removed.
-SCHEMA_VERSION = 1
+#: Bumped whenever a field of :class:`Verdict` or of the file changes meaning or is removed.
+#: 2: the file is an object (``schema``, ``seed``, ``versions``, ``verdicts``), rows gained
+#: ``seed``, ``case_seed``, ``repro``, ``bundle`` and ``status``.
+SCHEMA_VERSION = 2
+
+#: The file every session writes (see docs/report.md for where).
+FILE_NAME = "verdicts.json"
+
+#: JSON Schema (draft 2020-12) of :data:`FILE_NAME`.
+SCHEMA_FILE = Path(__file__).with_name("verdict.schema.json")
 
 
 class Outcome(enum.StrEnum):
@@ -105,6 +121,17 @@ class Verdict:
     nodeid: str = ""
     reason: str = ""
     versions: dict[str, str] = field(default_factory=dict)
+    #: the session seed: ``reconverge repro '<nodeid>@<seed>'`` replays the case with it
+    seed: int | None = None
+    #: the case's own seed (derived from ``seed`` and ``nodeid``: failpoint probabilities)
+    case_seed: int | None = None
+    #: the one shell line that replays the case (same seed, settings and forced faults)
+    repro: str = ""
+    #: the failure bundle directory (``<artifacts>/failures/<case>``), "" when none
+    bundle: str = ""
+    #: what pytest made of the case: passed, failed, skipped, error, or "not run" (the
+    #: session stopped first) — a row can say CONVERGED while its teardown errored
+    status: str = ""
     schema: int = SCHEMA_VERSION
 
     @property
@@ -124,8 +151,19 @@ class Verdict:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Verdict:
+        """A row from its dict; unknown keys (a newer writer's) are ignored."""
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+    @property
+    def key(self) -> str:
+        """``suite::case[variant|fault]``: :func:`case_key` of this row."""
+        return case_key(self.to_dict())
+
+    def journal_fields(self) -> dict[str, Any]:
+        """What the journal's ``verdict`` record carries (its event is the outcome)."""
+        keep = ("suite", "case", "variant", "fault", "symptom", "fired", "nodeid", "reason")
+        return {k: getattr(self, k) for k in keep}
 
     def fired_text(self) -> str:
         """``3`` or ``name=3,other=0``: what the table's "fired" column shows."""
@@ -134,6 +172,65 @@ class Verdict:
         if len(self.fired) == 1:
             return str(next(iter(self.fired.values())))
         return ",".join(f"{k}={v}" for k, v in self.fired.items())
+
+
+def case_key(row: Mapping[str, Any]) -> str:
+    """``suite::case[variant|fault]``: one case across repeats (node ids may differ)."""
+    suite, case = row.get("suite", ""), row.get("case", "")
+    return f"{suite}::{case}[{row.get('variant', '-')}|{row.get('fault', '-')}]"
+
+
+def from_record(event: str, fields: Mapping[str, Any]) -> Verdict:
+    """The row a journal ``verdict`` record describes (``event`` is the outcome).
+
+    Why: a run dir without ``verdicts.json`` (a killed session) still shows its verdicts.
+    """
+    known = {k: v for k, v in fields.items() if k in Verdict.__dataclass_fields__}
+    known.pop("outcome", None)
+    base: dict[str, Any] = {"suite": "", "case": "", "variant": "-", "fault": "-", "symptom": ""}
+    return Verdict.from_dict({**base, "seconds": 0.0, **known, "outcome": event})
+
+
+def document(
+    verdicts: Iterable[Verdict],
+    *,
+    seed: int | None,
+    versions: Mapping[str, str] | None = None,
+    settings: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The content of ``verdicts.json`` (schema :data:`SCHEMA_VERSION`), rows in table order."""
+    ordered = sorted(verdicts, key=lambda v: (v.suite, v.case, v.variant, v.fault, v.nodeid))
+    return {
+        "schema": SCHEMA_VERSION,
+        "seed": seed,
+        "versions": dict(versions or {}),
+        "settings": dict(settings or {}),
+        "verdicts": [v.to_dict() for v in ordered],
+    }
+
+
+def rows(data: Any) -> list[dict[str, Any]]:
+    """The verdict rows of a parsed ``verdicts.json``: a schema-2 object or a schema-1 list.
+
+    Anything else (a truncated file, another JSON document) gives no rows rather than an
+    exception: callers show "no verdicts", and the schema test is where the shape is pinned.
+    """
+    if isinstance(data, dict):
+        data = data.get("verdicts")
+    if not isinstance(data, list):
+        return []
+    return [r for r in data if isinstance(r, dict) and "suite" in r and "outcome" in r]
+
+
+def read(path: Path) -> list[Verdict]:
+    """The rows of a ``verdicts.json`` file ([] when it is missing or unreadable)."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return []
+    return [Verdict.from_dict(r) for r in rows(data)]
 
 
 def decide(

@@ -8,17 +8,22 @@ letting one case's faults leak into the next.
 
 On a failing test the plugin attaches the journal timeline of that test and the one
 command that replays it (seed included), and copies the evidence to
-``--reconverge-artifacts`` when given.
+``--reconverge-artifacts`` when given. Verdict rows, the table, ``verdicts.json`` and the
+JUnit properties are :mod:`harness.pytest_plugin.verdicts`'.
+
+Why every import of a harness module sits inside a function: this module and the fixture
+modules it lists in ``pytest_plugins`` are imported by *every* pytest run of an environment
+where reconverge is installed. Importing grpc, the protos or a reconciler here would make
+each of those runs pay for them; ``tests/unit/harness/test_plugin_import_time.py`` holds the
+line (no heavy module at start-up, under 40 ms).
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import os
 import re
-import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,9 +35,21 @@ if TYPE_CHECKING:
     from harness.providers.toxiproxy import Proxy, ToxiproxyServer
     from harness.run import Run
 
+from harness.pytest_plugin.verdicts import VerdictRecorder
+
+__all__ = [
+    "KUBE_NEED_PREFIX",
+    "VerdictRecorder",
+    "case_seed",
+    "repro_command",
+    "session_seed",
+    "session_versions",
+    "skip_unless_strict",
+    "strict",
+]
+
 _START = pytest.StashKey[float]()
-_VERDICT_KEY = "reconverge_verdict"
-_RECORDER = pytest.StashKey["VerdictRecorder"]()
+_VERSIONS = pytest.StashKey[dict[str, str]]()
 
 
 # -- options, markers ----------------------------------------------------------------------
@@ -74,7 +91,11 @@ def pytest_configure(config: pytest.Config) -> None:
     # The controller picks the seed so every xdist worker shares it.
     if config.getoption("reconverge_seed") is None and not hasattr(config, "workerinput"):
         env = os.environ.get("RECONVERGE_SEED")
-        config.option.reconverge_seed = int(env) if env else secrets.randbelow(2**31)
+        config.option.reconverge_seed = int(env) if env else _random_seed()
+
+
+def _random_seed() -> int:
+    return int.from_bytes(os.urandom(4), "big") & 0x7FFFFFFF
 
 
 def session_seed(config: pytest.Config) -> int:
@@ -152,6 +173,66 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             why = _missing(component)
             if why:
                 skip_unless_strict(item.config, f"needs {component}: {why}")
+
+
+# -- the session's header: seed, backends, versions ---------------------------------------
+
+#: The servers whose versions the header and every verdict row name.
+VERSIONED = ("toxiproxy", "containerd", "etcd", "kube-apiserver")
+
+
+def component_versions() -> dict[str, str]:
+    """reconverge, Python and each server a run would use, without starting anything.
+
+    A build-cache binary's version is its ``manifest.json``'s; a binary found on PATH or by
+    an environment override has no version until it runs, so its path and source stand in
+    (the failure bundle's ``meta.json`` has the ``--version`` of what actually started).
+    """
+    import json
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    from harness import binaries
+
+    try:
+        own = version("reconverge")
+    except PackageNotFoundError:
+        own = "unknown"
+    out = {"reconverge": own, "python": platform.python_version()}
+    for component in VERSIONED:
+        try:
+            found = binaries.locate(component)
+        except Exception:  # an unreadable cache must not break the header
+            found = None
+        if found is None:
+            out[component] = "missing"
+            continue
+        try:
+            out[component] = str(
+                json.loads((found.path.parent / "manifest.json").read_text())["version"]
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            out[component] = f"{found.path} ({found.source})"
+    return out
+
+
+def session_versions(config: pytest.Config) -> dict[str, str]:
+    """:func:`component_versions`, once per session."""
+    cached = config.stash.get(_VERSIONS, None)
+    if cached is None:
+        cached = config.stash[_VERSIONS] = component_versions()
+    return cached
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Seed, strict mode, backends and versions: what a reader needs to replay the session."""
+    kube = config.getoption("reconverge_kube", default=None) or "-"
+    versions = ", ".join(f"{k} {v}" for k, v in session_versions(config).items())
+    return [
+        f"reconverge: seed {session_seed(config)}, strict {'on' if strict(config) else 'off'}, "
+        f"toxiproxy backend {config.getoption('reconverge_backend')}, kube backend {kube}",
+        f"reconverge versions: {versions}",
+    ]
 
 
 # -- the run and its providers -------------------------------------------------------------
@@ -244,252 +325,6 @@ def failpoints(request: pytest.FixtureRequest) -> Iterator[Any]:
     fp.reset()
 
 
-# -- verdicts ------------------------------------------------------------------------------
-# The model and its rules live in harness.verdict; here they meet pytest: one recorder per
-# case, a row for every suite case whatever happened to it, and the table.
-
-
-class VerdictRecorder:
-    """What a suite case tells the verdict table (exactly one verdict per case)."""
-
-    def __init__(self, item: pytest.Item) -> None:
-        self.item = item
-        self.t0 = time.monotonic()
-        self.value: Any = None
-
-    @property
-    def since(self) -> float:
-        """When the case started (monotonic): fault counts and journal windows start here."""
-        return self.t0
-
-    def record(
-        self,
-        *,
-        suite: str,
-        case: str,
-        variant: str,
-        fault: str,
-        outcome: str,
-        symptom: str = "",
-        fired: dict[str, int] | None = None,
-        findings: list[dict[str, Any]] | None = None,
-        reason: str = "",
-        versions: dict[str, str] | None = None,
-    ) -> Any:
-        from harness import journal
-        from harness.verdict import Verdict
-
-        v = Verdict(
-            suite,
-            case,
-            variant,
-            fault,
-            str(outcome),
-            symptom[:200],
-            round(time.monotonic() - self.t0, 2),
-            fired=dict(fired or {}),
-            findings=list(findings or []),
-            nodeid=self.item.nodeid,
-            reason=reason,
-            versions=dict(versions or {}),
-        )
-        self.value = v
-        _set_verdict(self.item.user_properties, v)
-        journal.emit(
-            "verdict", str(outcome), suite=suite, case=case, variant=variant, symptom=symptom
-        )
-        return v
-
-    def judge(
-        self,
-        *,
-        suite: str,
-        case: str,
-        variant: str,
-        fault: str,
-        findings: list[Any],
-        fired: dict[str, int],
-        symptom: Any = None,
-        fixed_text: str = "view = truth",
-        versions: dict[str, str] | None = None,
-    ) -> Any:
-        """Decide (harness.verdict rules), record, and fail the case unless it is as expected.
-
-        INCONCLUSIVE fails under ``--reconverge-strict`` and skips (with its reason)
-        otherwise: it is never a pass.
-        """
-        from harness import journal
-        from harness.verdict import Outcome, decide, evidence
-
-        outcome, text = decide(
-            variant=variant, findings=findings, fired=fired, symptom=symptom, fixed_text=fixed_text
-        )
-        v = self.record(
-            suite=suite,
-            case=case,
-            variant=variant,
-            fault=fault,
-            outcome=outcome,
-            symptom=text,
-            fired=fired,
-            findings=[f.summary() for f in findings],
-            reason=text if outcome is Outcome.INCONCLUSIVE else "",
-            versions=versions,
-        )
-        journal.emit("check", "verdict", case=case, variant=variant, outcome=str(outcome))
-        if v.ok:
-            return v
-        detail = f"{case} [{variant}]: {outcome}: {text}\nfired: {fired}\n{evidence(findings)}"
-        if outcome is Outcome.INCONCLUSIVE and not self.item.config.getoption("reconverge_strict"):
-            pytest.skip(f"INCONCLUSIVE: {text}")
-        raise AssertionError(detail)
-
-
-def _set_verdict(props: list[tuple[str, object]], v: Any) -> None:
-    props[:] = [(k, val) for k, val in props if k != _VERDICT_KEY]
-    props.append((_VERDICT_KEY, json.dumps(v.to_dict())))
-
-
-@pytest.fixture
-def verdict(request: pytest.FixtureRequest) -> VerdictRecorder:
-    """Record this case's verdict for the table ``./ci/suites`` prints."""
-    rec = VerdictRecorder(request.node)
-    request.node.stash[_RECORDER] = rec
-    return rec
-
-
-def _row_without_verdict(item: pytest.Item, outcome: str, reason: str) -> Any:
-    """A row for a suite case that recorded nothing (skipped, errored, or forgot to)."""
-    from harness.verdict import Verdict
-
-    callspec = getattr(item, "callspec", None)
-    ident = callspec.id if callspec is not None else ""
-    variant = "buggy" if "buggy" in ident else "fixed" if "fixed" in ident else "-"
-    suite = Path(str(item.fspath)).stem.removeprefix("test_")
-    name = getattr(item, "originalname", item.name)
-    return Verdict(
-        suite, name, variant, "-", outcome, reason[:200], 0.0, nodeid=item.nodeid, reason=reason
-    )
-
-
-def _note_suite_report(item: pytest.Item, report: Any) -> None:
-    """Give every suite case a row: SKIPPED / ERROR when it recorded no verdict.
-
-    A suite case that *passed* without recording a verdict is turned into a failure: a
-    green case that concluded nothing is exactly the vacuous pass the verdict model exists
-    to prevent.
-    """
-    if item.get_closest_marker("suite") is None:
-        return
-    has = any(k == _VERDICT_KEY for k, _ in report.user_properties)
-    if report.skipped and not has and report.when in ("setup", "call"):
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        _set_verdict(report.user_properties, _row_without_verdict(item, "SKIPPED", reason))
-    elif report.failed and not has:
-        what = (
-            "setup" if report.when == "setup" else "teardown" if report.when == "teardown" else ""
-        )
-        crash = getattr(getattr(report.longrepr, "reprcrash", None), "message", "")
-        msg = getattr(report, "longreprtext", "").strip().splitlines()
-        text = crash.splitlines()[0] if crash else msg[-1] if msg else "failed"
-        reason = f"{what + ' ' if what else ''}error: {text}"
-        _set_verdict(report.user_properties, _row_without_verdict(item, "ERROR", reason))
-    elif report.when == "call" and report.passed and not has:
-        report.outcome = "failed"
-        report.longrepr = f"{item.nodeid}: a suite case must record a verdict (it recorded none)"
-        _set_verdict(
-            report.user_properties,
-            _row_without_verdict(item, "ERROR", "the case recorded no verdict"),
-        )
-
-
-def _strict_skip(item: pytest.Item, report: Any) -> None:
-    """Under strict, a skipped *suite* case fails, whichever path skipped it.
-
-    The plugin's own skip paths already fail under strict; this also catches a suite's own
-    ``pytest.skip``, a ``skipif`` marker or a fixture that skips. Its verdict row (made by
-    :func:`_note_suite_report` just before) stays SKIPPED with the reason. An expected
-    failure (xfail) is not a skip.
-    """
-    if not report.skipped or hasattr(report, "wasxfail") or not strict(item.config):
-        return
-    if item.get_closest_marker("suite") is None:
-        return
-    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-    report.outcome = "failed"
-    report.longrepr = (
-        f"{item.nodeid}: skipped under --reconverge-strict (a skipped suite case is a vacuous "
-        f"pass): {reason}"
-    )
-
-
-def verdicts_from(reports: list[Any]) -> list[Any]:
-    """Verdicts carried by test reports (works across xdist workers); last one per case."""
-    from harness.verdict import Verdict
-
-    by_node: dict[str, Any] = {}
-    for rep in reports:
-        for key, value in getattr(rep, "user_properties", ()):
-            if key == _VERDICT_KEY:
-                v = Verdict.from_dict(json.loads(str(value)))
-                prev = by_node.get(v.nodeid or rep.nodeid)
-                # a teardown ERROR must not hide the call's verdict, but a later one may replace
-                if prev is None or v.outcome != "ERROR" or prev.outcome in ("SKIPPED",):
-                    by_node[v.nodeid or rep.nodeid] = v
-    return list(by_node.values())
-
-
-def render_verdicts(verdicts: list[Any]) -> str:
-    """The verdict table: one row per suite case, the fault-fired count beside each."""
-    head = ("suite", "case", "variant", "fault", "fired", "verdict", "time", "symptom")
-    rows = [
-        (
-            v.suite,
-            v.case,
-            v.variant,
-            v.fault[:60],
-            v.fired_text(),
-            v.outcome,
-            f"{v.seconds:.1f}s",
-            v.symptom,
-        )
-        for v in sorted(verdicts, key=lambda v: (v.suite, v.case, v.variant, v.fault))
-    ]
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head) - 1)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head[:-1], widths, strict=True)) + "  symptom"]
-    lines.append("-" * (sum(widths) + 2 * len(widths) + 7))
-    for r in rows:
-        lines.append(
-            "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]
-        )
-    return "\n".join(lines)
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    reports = [
-        r
-        for key in ("passed", "failed", "error", "skipped")
-        for r in terminalreporter.stats.get(key, [])
-    ]
-    verdicts = verdicts_from(reports)
-    if not verdicts:
-        return
-    terminalreporter.write_sep("=", "reconverge verdicts")
-    terminalreporter.write_line(render_verdicts(verdicts))
-    times = sorted(v.seconds for v in verdicts)
-    median = times[len(times) // 2]
-    terminalreporter.write_line(
-        f"{len(verdicts)} case(s); median {median:.1f} s per case; seed {session_seed(config)}"
-    )
-    out = config.getoption("reconverge_artifacts")
-    if out:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        (Path(out) / "verdicts.json").write_text(
-            json.dumps([v.to_dict() for v in verdicts], indent=1)
-        )
-
-
 # -- failure reports ----------------------------------------------------------------------
 
 
@@ -502,12 +337,34 @@ def repro_command(config: pytest.Config, nodeid: str) -> str:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    from harness.pytest_plugin import verdicts
+
     report = yield
-    _note_suite_report(item, report)
+    verdicts.publish(item, report)  # the row (may fail a suite case that recorded none)
     _strict_skip(item, report)
     if report.failed and call.when in ("call", "setup"):
         _attach_failure(item, report)
+        verdicts.publish(item, report, again=True)  # now naming the bundle
     return report
+
+
+def _strict_skip(item: pytest.Item, report: Any) -> None:
+    """Under strict, a skipped *suite* case fails, whichever path skipped it.
+
+    The plugin's own skip paths already fail under strict; this also catches a suite's own
+    ``pytest.skip``, a ``skipif`` marker or a fixture that skips. Its verdict row (made just
+    before) stays SKIPPED with the reason. An expected failure (xfail) is not a skip.
+    """
+    if not report.skipped or hasattr(report, "wasxfail") or not strict(item.config):
+        return
+    if item.get_closest_marker("suite") is None:
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    report.outcome = "failed"
+    report.longrepr = (
+        f"{item.nodeid}: skipped under --reconverge-strict (a skipped suite case is a vacuous "
+        f"pass): {reason}"
+    )
 
 
 def _attach_failure(item: pytest.Item, report: Any) -> None:
@@ -522,7 +379,10 @@ def _attach_failure(item: pytest.Item, report: Any) -> None:
         lines.append(timeline.render(records, tail=40, title=f"timeline of {item.nodeid}"))
         art = item.config.getoption("reconverge_artifacts")
         if art:
+            from harness.pytest_plugin import verdicts
+
             bundle = _write_bundle(Path(art), item, run, records, report)
+            verdicts.note_bundle(item, bundle)
             lines.append(f"artifacts: {bundle} (reconverge report {bundle})")
         if item.config.getoption("reconverge_keep", default=False):
             from harness.report import plugin as report_plugin
@@ -537,10 +397,10 @@ def _write_bundle(
     root: Path, item: pytest.Item, run: Run, records: list[Any], report: Any = None
 ) -> Path:
     """``<artifacts>/failures/<case>/``: journal, timeline, report.html, repro, meta, logs."""
+    from harness.pytest_plugin import verdicts
     from harness.report import bundle
 
-    rows = [v for k, v in getattr(report, "user_properties", ()) if k == _VERDICT_KEY]
-    verdict = json.loads(str(rows[-1])) if rows else None
+    verdict = verdicts.row_of(report)
     where = bundle.case_dir(root, _slug(item.nodeid, 80))
     failure = str(getattr(report, "longreprtext", "") or "")
     return bundle.write_case(where, item, run, records, verdict=verdict, failure=failure)
@@ -552,6 +412,7 @@ def _write_bundle(
 pytest_plugins = [
     name
     for name in (
+        "harness.pytest_plugin.verdicts",
         "harness.pytest_plugin.containerd",
         "harness.pytest_plugin.kube",
         "harness.pytest_plugin.sandbox",

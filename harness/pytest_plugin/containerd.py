@@ -13,13 +13,14 @@ import hashlib
 import inspect
 import re
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from harness.checks import leaks
-from harness.providers.containerd import Containerd
-from harness.run import Run
-from harness.verdict import Unobservable
+if TYPE_CHECKING:  # imported where used: every pytest run imports this module (see __init__)
+    from harness.checks import leaks
+    from harness.providers.containerd import Containerd
+    from harness.run import Run
 
 LEAK_BUDGET_S = 1.0  # a clean teardown must be seen as clean within this
 
@@ -27,6 +28,8 @@ LEAK_BUDGET_S = 1.0  # a clean teardown must be seen as clean within this
 @pytest.fixture(scope="session")
 def containerd(reconverge_run: Run) -> Iterator[Containerd]:
     """A private containerd 1.6.20 that launches the stub shim from the virtualenv."""
+    from harness.providers.containerd import Containerd
+
     c = Containerd(reconverge_run).start()
     yield c
     c.stop()
@@ -43,6 +46,8 @@ def _report(check: Callable[[], list[leaks.Finding]]) -> None:
     An unanswered question (containerd gone, a shim that does not answer in time) is one
     line naming what did not answer — not a pass, and not a leak.
     """
+    from harness.verdict import Unobservable
+
     try:
         found = check()
     except Unobservable as exc:
@@ -63,6 +68,8 @@ def ctd_namespace(
     the test, because containerd may hold FIFOs for other namespaces that are not this
     test's doing.
     """
+    from harness.checks import leaks
+
     name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:32].strip("-")
     digest = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:6]
     ns = f"t-{name}-{digest}"
@@ -105,6 +112,9 @@ def containerd_leak_check(request: pytest.FixtureRequest) -> Iterator[None]:
     if not _asks_for(request, "containerd") or "ctd_namespace" in request.fixturenames:
         yield
         return
+    from harness.checks import leaks
+    from harness.providers.containerd import Containerd
+
     c = request.getfixturevalue("containerd")
     if not isinstance(c, Containerd):  # a module overrode the fixture with something else
         yield

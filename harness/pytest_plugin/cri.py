@@ -9,15 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pytest
 
-from harness import binaries
-from harness.checks import leaks
-from harness.providers import sandbox_image
-from harness.providers.containerd import Containerd
-from harness.providers.cri_client import CRIClient
-from harness.run import Run
+if TYPE_CHECKING:  # imported where used: every pytest run imports this module
+    from harness.providers.containerd import Containerd
+    from harness.providers.cri_client import CRIClient
+    from harness.run import Run
 
 
 @dataclass
@@ -34,6 +33,11 @@ def cri_containerd(
     reconverge_run: Run, request: pytest.FixtureRequest
 ) -> Iterator[Callable[[str], CRIContainerd]]:
     """Factory: ``cri_containerd("v2.1.4")`` -> a started containerd with CRI."""
+    from harness import binaries
+    from harness.providers import sandbox_image
+    from harness.providers.containerd import Containerd
+    from harness.providers.cri_client import CRIClient
+
     started: list[CRIContainerd] = []
 
     def make(version: str) -> CRIContainerd:
@@ -63,6 +67,8 @@ def cri_containerd(
 
 def _reap(run: Run, c: Containerd) -> None:
     """Kill shims (and their tasks) of this containerd that outlived the case."""
+    from harness.checks import leaks
+
     for e in leaks.registry(run.dir):
         if e.get("containerd_address") == str(c.address):
             leaks.reap(e)

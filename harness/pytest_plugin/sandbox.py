@@ -21,19 +21,18 @@ import re
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from harness import journal
-from harness.checks import leaks
-from harness.providers.containerd import STUB_RUNTIME, Containerd
 from harness.pytest_plugin.containerd import LEAK_BUDGET_S
-from harness.reconciler.sandbox import ReconcilerHost, Timing
-from harness.run import Run
-from harness.verdict import Unobservable
 
-FP = "io.containerd.runtime.v2.shim.failpoint."
+if TYPE_CHECKING:  # imported where used: every pytest run imports this module, and the
+    # reconciler pulls grpc and the protos (see harness/pytest_plugin/__init__.py)
+    from harness.checks import leaks
+    from harness.providers.containerd import Containerd
+    from harness.reconciler.sandbox import ReconcilerHost, Timing
+    from harness.run import Run
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -53,6 +52,8 @@ def containerd_grpc_relay(containerd: Containerd) -> str:
 
 @pytest.fixture
 def sandbox_timing(request: pytest.FixtureRequest) -> Timing:
+    from harness.reconciler.sandbox import Timing
+
     return Timing().scaled(request.config.getoption("reconverge_sandbox_time_scale"))
 
 
@@ -77,6 +78,9 @@ class SandboxEnv:
     def reconciler(
         self, bugs: Iterable[str] = (), *, timing: Timing | None = None
     ) -> ReconcilerHost:
+        from harness.providers.containerd import STUB_RUNTIME
+        from harness.reconciler.sandbox import ReconcilerHost
+
         bugs = set(bugs) | forced_bugs()
         host = ReconcilerHost(
             target=self.proxy.listen,
@@ -91,6 +95,8 @@ class SandboxEnv:
         return host.start()
 
     def shim_entry(self, sid: str) -> dict[str, Any]:
+        from harness.checks import leaks
+
         return leaks.registry_entry(self.run_dir, self.namespace, sid)
 
     def leak(self, sids: Iterable[str] = ("sb",), *, timeout: float) -> Any:
@@ -111,6 +117,7 @@ class SandboxEnv:
     def shim_failpoint(self, sid: str, name: str, spec: str) -> None:
         """Set a failpoint in the running shim of ``sid`` (its control socket)."""
         import failpoints
+        from harness import journal
 
         control = self.shim_entry(sid).get("control", "")
         failpoints.ControlClient(f"unix:{control}").set(name, spec)
@@ -128,8 +135,13 @@ def forced_bugs() -> set[str]:
 
 
 def failpoint_annotations(**terms: str) -> dict[str, str]:
-    """``Pause_after="1*delay(500)"`` -> ``{"…failpoint.Pause.after": "1*delay(500)"}``."""
-    return {FP + k.replace("_", "."): v for k, v in terms.items()}
+    """``Pause_after="1*delay(500)"`` -> ``{"…failpoint.Pause.after": "1*delay(500)"}``.
+
+    The key prefix is :data:`failpoints.sources.ANNOTATION_PREFIX`, the one the shim reads.
+    """
+    from failpoints.sources import ANNOTATION_PREFIX
+
+    return {ANNOTATION_PREFIX + k.replace("_", "."): v for k, v in terms.items()}
 
 
 @pytest.fixture
@@ -141,6 +153,8 @@ def sandbox_env(
     sandbox_timing: Timing,
     request: pytest.FixtureRequest,
 ) -> Iterator[SandboxEnv]:
+    from harness.checks import leaks
+
     nodeid = request.node.nodeid
     slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:30].strip("-")
     ns = f"sb-{slug}-{hashlib.sha1(nodeid.encode()).hexdigest()[:6]}"
@@ -230,6 +244,10 @@ def teardown_leak_check(
     (containerd or a shim did not answer) fails a fixed variant under ``strict`` and is
     journaled either way. After the reap, anything left is a failure whatever the variant.
     """
+    from harness import journal
+    from harness.checks import leaks
+    from harness.verdict import Unobservable
+
     c, ns = env.containerd, env.namespace
     problems: list[str] = []
     found: list[leaks.Finding] = []
@@ -300,6 +318,8 @@ REAP_BUDGET_S = 3.0
 
 def _reap(env: SandboxEnv, found: Collection[leaks.Finding] = ()) -> None:
     """Kill what the case left in its namespace (deliberate leaks included), journaled."""
+    from harness.checks import leaks
+
     c, ns = env.containerd, env.namespace
     with contextlib.suppress(Exception):
         for line in c.ctr(ns, "task", "ls", "-q").split():

@@ -126,18 +126,13 @@ def _session_report(terminalreporter: Any, config: pytest.Config, art: Path) -> 
     import json
 
     from harness.journal import merge
-    from harness.pytest_plugin import verdicts_from
+    from harness.pytest_plugin.verdicts import session_verdicts
     from harness.report import bundle
 
     records = merge.load(art)
     if not records:
         return
-    reports = [
-        r
-        for key in ("passed", "failed", "error", "skipped")
-        for r in terminalreporter.stats.get(key, [])
-    ]
-    verdicts = [v.to_dict() for v in verdicts_from(reports)]
+    verdicts = [v.to_dict() for v in session_verdicts(config)]
     meta = bundle.session_meta(config)
     meta["versions"] = bundle.versions(records)
     meta["title"] = f"session seed {meta['seed']}"

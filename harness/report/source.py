@@ -102,23 +102,18 @@ def load(path: Path | str) -> Evidence:
 def _verdicts(
     base: Path, kind: str, meta: dict[str, Any], records: list[Record]
 ) -> list[dict[str, Any]]:
-    """Verdict rows: stored ones first (bundle meta, verdicts.json), else the journal's."""
+    """Verdict rows: stored ones first (bundle meta, verdicts.json), else the journal's.
+
+    The row shape is :mod:`harness.verdict`'s (``rows`` reads either schema of the file,
+    ``from_record`` the plugin's journaled ``verdict`` records).
+    """
+    from harness import verdict as model
+
     if isinstance(meta.get("verdict"), dict):
         return [meta["verdict"]]
-    stored = _json(base / "verdicts.json") if kind != "file" else None
-    if isinstance(stored, dict):  # a schema-versioned file: {"schema":…, "verdicts":[…]}
-        stored = stored.get("verdicts") or stored.get("rows")
-    if isinstance(stored, list) and stored:
-        return [v for v in stored if isinstance(v, dict)]
-    # the plugin journals each recorded verdict: component "verdict", event = outcome
+    stored = model.rows(_json(base / model.FILE_NAME)) if kind != "file" else []
+    if stored:
+        return stored
     return [
-        {
-            "suite": r.fields.get("suite", ""),
-            "case": r.fields.get("case", ""),
-            "variant": r.fields.get("variant", ""),
-            "outcome": r.event,
-            "symptom": r.fields.get("symptom", ""),
-        }
-        for r in records
-        if r.component == "verdict"
+        model.from_record(r.event, r.fields).to_dict() for r in records if r.component == "verdict"
     ]
