@@ -417,6 +417,8 @@ def _attach_bundle(config: pytest.Config, report: Any, bundle: Path) -> None:
 
 def session_verdicts(config: pytest.Config) -> list[Verdict]:
     """Every row of the session (controller): run cases, not-run cases, collection errors."""
+    if config.option.collectonly:
+        return []  # --collect-only ran nothing: no rows, no table, no file
     state = _state(config)
     merged = {**state.collected, **state.errors, **state.rows}
     if not merged:
