@@ -36,6 +36,7 @@ from collections.abc import Mapping
 
 import pytest
 
+from failpoints.sources import ANNOTATION_PREFIX
 from harness.checks import faults
 from harness.checks import sandbox as chk
 from harness.matrix.upstream import Upstream
@@ -46,7 +47,7 @@ pytestmark = [pytest.mark.needs("containerd", "busybox"), pytest.mark.suite]
 SUITE = "seed-b-cri"
 NAMESPACE = "k8s.io"
 GAP_MS = 600
-FP_BETWEEN = "io.containerd.runtime.v2.shim.failpoint.Delete.between"
+FP_BETWEEN = ANNOTATION_PREFIX + "Delete.between"
 SETTLE_S = 2.0 + GAP_MS / 1000  # the held Delete finishes, then the leak check's bound
 
 

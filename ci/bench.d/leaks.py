@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # runnable from a bare checkout
 
+from failpoints.sources import ANNOTATION_PREFIX
 from harness import binaries  # after the path set-up above
 from harness import run as run_mod
 from harness.checks import leaks
@@ -35,7 +36,7 @@ TARGET_S = 1.0
 BUDGET_S = 1.0
 NAMESPACE = "bench-leaks"
 TEST = "ci/bench.d/leaks.py::leaked_shim"
-LEAK = {"io.containerd.runtime.v2.shim.failpoint.Shutdown": "error(please retry)"}
+LEAK = {ANNOTATION_PREFIX + "Shutdown": "error(please retry)"}
 
 
 async def leak_one(c: Containerd, cid: str) -> float:

@@ -9,6 +9,7 @@ import os
 
 import pytest
 
+from failpoints.sources import ANNOTATION_PREFIX
 from harness import run as run_mod
 from harness.providers.kube.api import PODS
 from harness.providers.kube.kind import KindProvider, smoke_pod
@@ -21,7 +22,7 @@ pytestmark = [
     pytest.mark.timeout(600),
 ]
 
-SHUTDOWN_FAILS = {"io.containerd.runtime.v2.shim.failpoint.Shutdown": "error(boom)"}
+SHUTDOWN_FAILS = {ANNOTATION_PREFIX + "Shutdown": "error(boom)"}
 
 
 @pytest.fixture

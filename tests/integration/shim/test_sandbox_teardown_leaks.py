@@ -32,8 +32,9 @@ import pytest
 
 from harness.providers.containerd import STUB_RUNTIME
 from harness.providers.containerd_client import ContainerdClient
+from failpoints.sources import ANNOTATION_PREFIX
 
-FP = "io.containerd.runtime.v2.shim.failpoint."
+FP = ANNOTATION_PREFIX
 
 
 def _drive(env, cid, *, remove):

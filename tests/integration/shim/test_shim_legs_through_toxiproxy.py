@@ -23,6 +23,7 @@ import grpc
 import pytest
 
 import failpoints
+from failpoints.sources import ANNOTATION_PREFIX
 from harness import journal
 from harness.checks import leaks
 from harness.journal import merge
@@ -42,7 +43,7 @@ from harness.wait import await_for
 
 pytestmark = pytest.mark.needs("containerd", "toxiproxy", "socat")
 
-FP = "io.containerd.runtime.v2.shim.failpoint."
+FP = ANNOTATION_PREFIX
 TASK = "containerd.task.v2.Task"
 STATUS = {v: k for k, v in task_types_pb2.Status.items()}
 

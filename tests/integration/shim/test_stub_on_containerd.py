@@ -7,13 +7,14 @@ import time
 
 import pytest
 
+from failpoints.sources import ANNOTATION_PREFIX
 from harness import binaries
 from harness.checks import leaks
 from harness.providers.containerd import STUB_RUNTIME
 
 pytestmark = pytest.mark.needs("containerd")
 
-FP = "io.containerd.runtime.v2.shim.failpoint."
+FP = ANNOTATION_PREFIX
 
 
 def _run(containerd, ns: str, cid: str, *annotations: str) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from failpoints.sources import ANNOTATION_PREFIX
 from harness.checks import leaks
 from harness.journal import merge
 from harness.protos import shim_task_pb2, task_types_pb2
@@ -26,7 +27,7 @@ from harness.wait import await_for
 
 pytestmark = pytest.mark.needs("containerd")
 
-FP = "io.containerd.runtime.v2.shim.failpoint."
+FP = ANNOTATION_PREFIX
 STATUS = {v: k for k, v in task_types_pb2.Status.items()}
 FREEZE_MS = 1500
 
