@@ -30,8 +30,18 @@ CFLAGS = ("-O2", "-Wall", "-Wextra", "-Werror", "-std=c11")
 
 
 def source_hash() -> str:
-    """16 hex of sha256 over the source and the compiler flags."""
-    h = hashlib.sha256(SOURCE.read_bytes())
+    """16 hex of sha256 over the source and the compiler flags.
+
+    Raises:
+        ReconvergeError: the source is not installed (a wheel built without it).
+    """
+    try:
+        h = hashlib.sha256(SOURCE.read_bytes())
+    except OSError as exc:
+        raise ReconvergeError(
+            f"the warm shim launcher's source {SOURCE} is missing ({exc.strerror})",
+            fix="reinstall reconverge (package data harness/shim/launcher.c)",
+        ) from None
     h.update("\0".join(CFLAGS).encode())
     return h.hexdigest()[:16]
 

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from harness import journal
+from harness.errors import ReconvergeError
 from harness.providers.process import ManagedProcess, unix_open
 from harness.run import Run
 from harness.shim import launcher
@@ -52,7 +53,11 @@ class WarmShim:
         self.server = server
 
     def env(self) -> dict[str, str]:
-        return {ENV_SOCKET: str(self.socket), ENV_COLD: str(cold_binary())}
+        env = {ENV_SOCKET: str(self.socket)}
+        cold = cold_binary()
+        if cold.exists():  # else the launcher looks for the cold shim on PATH itself
+            env[ENV_COLD] = str(cold)
+        return env
 
 
 def start_server(run: Run, *, timeout: float = 20.0) -> ManagedProcess:
@@ -70,10 +75,17 @@ _servers: dict[str, ManagedProcess] = {}
 
 
 def for_run(run: Run) -> WarmShim | None:
-    """The warm path for ``run`` (server started once per run), or None when switched off."""
+    """The warm path for ``run`` (server started once per run), or None when switched off
+    or when the launcher cannot be built here (no compiler, no source in this install):
+    then containerd finds the cold console script, and the journal says why
+    (``shim-fork unavailable``; the benchmark's hit rate shows it too)."""
     if not enabled():
         return None
-    binary = launcher.ensure()
+    try:
+        binary = launcher.ensure()
+    except ReconvergeError as exc:
+        journal.emit("shim-fork", "unavailable", reason=exc.message)
+        return None
     path = socket_path(run)
     server = _servers.get(run.id)
     if server is None or not server.alive() or not unix_open(path):

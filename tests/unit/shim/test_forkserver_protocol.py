@@ -129,3 +129,16 @@ def test_launcher_is_cached_by_a_hash_of_its_source(tmp_path: Path, monkeypatch)
     assert built.is_relative_to(tmp_path / "bin" / launcher.COMPONENT)
     mtime = built.stat().st_mtime_ns
     assert launcher.ensure() == built and built.stat().st_mtime_ns == mtime  # not rebuilt
+
+
+def test_without_the_launcher_source_the_warm_path_steps_aside(tmp_path: Path, monkeypatch) -> None:
+    """A wheel without launcher.c: one clear error from ensure, and containerd gets the cold
+    shim (for_run returns None) instead of a run that cannot start."""
+    from harness.errors import ReconvergeError
+    from harness.shim import warm
+
+    monkeypatch.setenv("RECONVERGE_CACHE", str(tmp_path))
+    monkeypatch.setattr(launcher, "SOURCE", tmp_path / "launcher.c")
+    with pytest.raises(ReconvergeError, match=r"launcher's source .* is missing"):
+        launcher.ensure()
+    assert warm.for_run(None) is None  # type: ignore[arg-type] - never reaches the run
