@@ -210,6 +210,19 @@ def _kube_rows() -> list[Row]:
         return []
     try:
         described = kube.describe()
+    except ModuleNotFoundError as exc:  # a wheel installed without the kube extra
+        return [
+            Row(
+                "kube backend",
+                "missing",
+                "-",
+                "-",
+                f"error: {exc}",
+                True,
+                reason=str(exc),
+                fix="pip install 'reconverge[kube]'",
+            )
+        ]
     except Exception as exc:  # a broken kubeconfig must not hide the rest of the table
         return [Row("kube backend", "missing", "-", "-", f"error: {exc}", True, reason=str(exc))]
     required = {"kube-apiserver", "etcd", "kube backend"}

@@ -101,3 +101,15 @@ def test_text_and_json_agree_on_the_exit_code():
     text = subprocess.run([str(BIN), "doctor"], capture_output=True, text=True, timeout=120)
     code, _doc = _doctor_json()
     assert text.returncode == code
+
+
+def test_a_wheel_without_the_kube_extra_is_told_which_extra_to_install(monkeypatch):
+    from harness.providers import kube
+
+    def no_client() -> list[dict[str, str]]:
+        raise ModuleNotFoundError("No module named 'kubernetes'")
+
+    monkeypatch.setattr(kube, "describe", no_client)
+    (row,) = doctor._kube_rows()
+    assert not row.usable and row.required
+    assert row.fix == "pip install 'reconverge[kube]'"
