@@ -234,7 +234,8 @@ def _become_daemon(
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as any Python interpreter starts
     os.environ[daemon.ENV_FD] = str(fd)
     sys.argv = [sys.executable, "-m", "harness.shim.daemon", *argv]
-    warnings.simplefilter("ignore")  # the cold daemon runs with PYTHONWARNINGS=ignore
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")  # as spawn_cold sets it (tasks inherit)
+    warnings.simplefilter("ignore")  # and what it does to a fresh interpreter
     random.seed()
     gc.enable()
     return daemon.main(argv, forked=True)
