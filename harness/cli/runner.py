@@ -66,17 +66,14 @@ def _pytest(args: list[str]) -> int:
 
 
 def _verdict_keys(path: Path) -> dict[str, str]:
+    """``case key -> outcome`` of one repeat's verdicts.json (the shape is harness.verdict's)."""
+    from harness import verdict
+
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    if isinstance(data, dict):  # a schema-versioned file: {"schema": n, "verdicts": [...]}
-        data = data.get("verdicts") or []
-    return {
-        f"{v['suite']}::{v['case']}[{v['variant']}|{v.get('fault', '-')}]": v["outcome"]
-        for v in data
-        if isinstance(v, dict) and "suite" in v and "outcome" in v
-    }
+    return {verdict.case_key(r): r["outcome"] for r in verdict.rows(data)}
 
 
 def k_of_n(outcomes: list[str | None]) -> str:
