@@ -19,6 +19,10 @@ from __future__ import annotations
 
 import sys
 
+# containerd's annotation prefix (one owner: failpoints.sources); the suffix after it names
+# the site (see :func:`from_annotation`).
+from failpoints.sources import ANNOTATION_PREFIX as ANNOTATION
+
 #: The task API methods (``containerd.task.v2.Task``); each passes the interceptor.
 METHODS = (
     "Create", "Start", "State", "Pids", "Kill", "Wait", "Pause", "Resume", "Delete",
@@ -39,8 +43,6 @@ TOPICS = (
 )
 #: The failpoint actions (``failpoints.grammar.ACTIONS``), in the order the table lists them.
 ACTIONS = ("error", "delay", "hang", "panic", "close", "drop", "duplicate", "off", "return")
-#: containerd's annotation prefix; the suffix after it names the site (see :func:`from_annotation`).
-ANNOTATION = "io.containerd.runtime.v2.shim.failpoint."
 
 NOTHING = "nothing (counted and journaled, otherwise as if disabled)"
 _INTERCEPTOR_COMMON = {
