@@ -90,8 +90,10 @@ class Heartbeat:
         tty: bool | None = None,
         interval: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        label: str = "build",
     ) -> None:
         self.what = what
+        self.label = label
         self.step = step
         self.last = last
         self.detail = detail
@@ -106,9 +108,12 @@ class Heartbeat:
     def line(self) -> str:
         """The status text as of now."""
         k, n = self.step
-        parts = [f"build: [{k}/{n}] {self.what}: {fmt_seconds(self.clock() - self.t0)} elapsed"]
+        counter = f"[{k}/{n}] " if n > 1 or self.label == "build" else ""
+        elapsed = fmt_seconds(self.clock() - self.t0)
+        parts = [f"{self.label}: {counter}{self.what}: {elapsed} elapsed"]
         if self.last is not None:
-            parts.append(f"last build took {fmt_seconds(self.last)}")
+            noun = "build" if self.label == "build" else "time"
+            parts.append(f"last {noun} took {fmt_seconds(self.last)}")
         extra = self.detail()
         if extra:
             parts.append(extra)
@@ -149,3 +154,23 @@ class Heartbeat:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def last_line(log: Path, width: int = 80) -> Callable[[], str]:
+    """A ``detail`` for :class:`Heartbeat`: the newest line a step wrote to its log.
+
+    Why: a silent subprocess (debootstrap, ``kind create``) writes to a log file, and the
+    last line of it says *what* it is doing now; reading ≤ 4 KiB from the end stays cheap.
+    """
+
+    def detail() -> str:
+        try:
+            with open(log, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 4096))
+                tail = f.read().decode(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return f"now: {tail[-1].strip()[:width]}" if tail else ""
+
+    return detail

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.build import progress
 from harness.errors import ReconvergeError
 
 SUITE = "bookworm"
@@ -102,9 +103,12 @@ def _run(argv: list[str], *, log: Path, what: str, timeout: float) -> None:
         f.write(f"$ {' '.join(argv)}\n".encode())
         f.flush()
         try:
-            out = subprocess.run(
-                argv, stdout=f, stderr=subprocess.STDOUT, timeout=timeout, check=False
-            )
+            # debootstrap is silent for a minute or two on a cold machine: a heartbeat line
+            # (with the log's newest line) keeps CI logs alive, at most every 10 s
+            with progress.Heartbeat(what, label="kind-node", detail=progress.last_line(log)):
+                out = subprocess.run(
+                    argv, stdout=f, stderr=subprocess.STDOUT, timeout=timeout, check=False
+                )
         except subprocess.TimeoutExpired:
             raise ReconvergeError(
                 f"{what} did not finish within {timeout:.0f} s (log {log})",

@@ -37,6 +37,7 @@ from typing import Any
 import yaml
 
 from harness import fixtures_dir, journal
+from harness.build import progress
 from harness.errors import ProviderFailed, ReconvergeError, TooSlow
 from harness.kind import node_image
 from harness.providers import docker
@@ -431,7 +432,24 @@ class KindCluster(Cluster):
 
     def _kind_create(self, cfg: Path, image: str, *, timeout: float) -> None:
         log = self.run.path("logs", mkdir=True) / "kind-create.log"
-        code = self._kind(
+        beat = progress.Heartbeat(
+            f"create cluster {self.name}", label="kind", detail=progress.last_line(log)
+        )
+        with beat:  # ~30 s of silence otherwise (``reconverge up --kube kind``, CI logs)
+            code = self._kind_create_cmd(cfg, image, timeout=timeout, log=log)
+        if code == 0:
+            return
+        where = self.collect_logs()
+        self.stop()  # --retain kept the nodes for their logs; they are not needed any more
+        cause = failure_cause(log.read_text(errors="replace"))
+        what = "timed out" if code == -1 else f"failed (exit {code})"
+        raise ProviderFailed(
+            f"kind create cluster {what}: {cause[:300]} (logs: {where})",
+            fix="read kubelet.log in the logs directory; reconverge janitor --sweep",
+        )
+
+    def _kind_create_cmd(self, cfg: Path, image: str, *, timeout: float, log: Path) -> int:
+        return self._kind(
             "create",
             "cluster",
             "--name",
@@ -447,16 +465,6 @@ class KindCluster(Cluster):
             "1",
             timeout=timeout,
             log=log,
-        )
-        if code == 0:
-            return
-        where = self.collect_logs()
-        self.stop()  # --retain kept the nodes for their logs; they are not needed any more
-        cause = failure_cause(log.read_text(errors="replace"))
-        what = "timed out" if code == -1 else f"failed (exit {code})"
-        raise ProviderFailed(
-            f"kind create cluster {what}: {cause[:300]} (logs: {where})",
-            fix="read kubelet.log in the logs directory; reconverge janitor --sweep",
         )
 
     def exec(

@@ -114,3 +114,24 @@ def test_fmt_seconds():
     assert progress.fmt_seconds(0.4) == "0s"
     assert progress.fmt_seconds(59.6) == "1m00s"
     assert progress.fmt_seconds(3725) == "62m05s"
+
+
+def test_a_step_heartbeat_names_its_tool_and_the_log_s_newest_line(tmp_path):
+    log = tmp_path / "debootstrap.log"
+    log.write_text("$ debootstrap ...\nI: Retrieving Packages\nI: Extracting libc6...\n")
+    times = iter([0.0, 47.0])
+    beat = progress.Heartbeat(
+        "debootstrap",
+        label="kind-node",
+        detail=progress.last_line(log),
+        out=io.StringIO(),
+        tty=False,
+        clock=lambda: next(times),
+    )
+    assert beat.line() == "kind-node: debootstrap: 47s elapsed, now: I: Extracting libc6..."
+
+
+def test_last_line_of_a_missing_or_empty_log_is_nothing(tmp_path):
+    assert progress.last_line(tmp_path / "absent.log")() == ""
+    (tmp_path / "empty.log").write_text("")
+    assert progress.last_line(tmp_path / "empty.log")() == ""
