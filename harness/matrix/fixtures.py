@@ -14,7 +14,9 @@ alone, and follow the release because they depend on the (session-scoped, parame
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -37,7 +39,10 @@ def containerd(
     """The session containerd (``None`` / the system's version) or a cached v2 release."""
     version = _release(containerd_version)
     if version is None:
-        yield request.getfixturevalue("containerd")
+        session = request.getfixturevalue("containerd")
+        yield session
+        if containerd_version is not None:
+            _keep_log(request.config, session, containerd_version)
         return
     from harness import binaries
     from harness.checks import sandbox as chk
@@ -55,8 +60,21 @@ def containerd(
         if not versions.tags.parse(running).key == versions.tags.parse(version).key:
             raise AssertionError(f"asked for containerd {version}, the binary reports {running}")
         yield c
+        _keep_log(request.config, c, version)
     finally:
         c.stop()
+
+
+def _keep_log(config: pytest.Config, c: Containerd, label: str) -> None:
+    """``<artifacts>/containerd/<release>.log``: the evidence (its "failed to shutdown shim
+    task" lines, say) outlives the run directory, which is removed at the end."""
+    art = config.getoption("reconverge_artifacts")
+    log = getattr(c.proc, "log_path", None)
+    if not art or log is None or not Path(log).is_file():
+        return
+    dest = Path(art) / "containerd" / f"{label}.log"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(log, dest)
 
 
 @pytest.fixture(scope="session")
