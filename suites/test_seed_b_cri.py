@@ -107,7 +107,7 @@ def _symptom(findings: Mapping[str, Finding]) -> str | None:
 UPSTREAM = Upstream(
     reference="containerd #12344, fixed by PR #12400 (v2.1.5 backport of 2042e805b)",
     leaks=("v2.1.4",),
-    clean=("v2.1.5",),
+    clean=("v2.1.5", "v2.4.2"),
     since="v2.0.0",  # CRI with the stub handler: config version 3
     default=("v2.1.5", "v2.1.4"),
 )

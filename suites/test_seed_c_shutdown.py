@@ -55,14 +55,16 @@ LEAK_BOUND_S = 1.0  # the leaked shim must show within 1 s of the removal
 #: (harness/matrix; docs/matrix.md)
 UPSTREAM_SHUTDOWN = Upstream(
     reference="containerd #8981 (1.6 logs the failed Shutdown and forgets the shim); "
-    "PR #13958 invoke Shutdown after every task deletion",
-    leaks=("1.6.20",),
+    "changes in v2.4.0 (bisected; candidate: PR #13958 invoke Shutdown after every task "
+    "deletion, merged 2026-08)",
+    leaks=("1.6.20", "v2.1.5", "v2.2.9", "v2.3.6", "v2.3.7"),
+    clean=("v2.4.0", "v2.4.2"),
     probes=("buggy",),
 )
 UPSTREAM_DELETE_TIMEOUT = Upstream(
     reference="containerd #7496 (TestIssue7496_ShouldRetryShutdown); "
     "PR #13309 invoke shim.Delete when connection is closed",
-    leaks=("1.6.20",),
+    leaks=("1.6.20", "v2.1.5", "v2.3.7", "v2.4.2"),
     probes=("buggy",),
 )
 
