@@ -7,9 +7,10 @@ often proposes a schedule it already ran), saved, replayed by ``reconverge repro
 judged only after the heal, when quiescence can be waited for. The list-shaped strategy
 shrinks by deleting steps and lowering choices, which is what a person wants to read.
 
-Differential: with bug switches on, a confirmed failure is run once more with every fix
-on; if that fails too, the failure is not the switch's (it is set aside as a finding about
-the fixed reconciler, ``Finding.fixed_failures``) and Hypothesis is not asked to shrink it.
+Differential: with bug switches on, a confirmed failure is run again with every fix on
+(twice: one pass may be luck); if the fixed reconciler fails it too, the failure is not the
+switch's — it is set aside as a finding about the fixed reconciler
+(``Finding.fixed_failures``) and Hypothesis is not asked to shrink it.
 
 Confirmation: a schedule that fails once is run again until it failed ``k`` of at most ``n``
 runs (:data:`CONFIRM`); only a confirmed failure is reported to Hypothesis, so a timing
@@ -48,6 +49,8 @@ from harness.verdict import Outcome
 
 #: (k, n): a failure counts once it failed k of at most n runs
 CONFIRM = (2, 3)
+#: runs with every fix on that must all pass before a --bug failure counts as the switch's
+CONTROL_RUNS = 2
 #: consecutive ERROR runs after which the world is taken as broken and the search stops
 MAX_ERRORS = 3
 
@@ -211,7 +214,10 @@ class Explorer:
         if fails >= k and self.o.bugs and self.o.differential:
             # the switch's bug, or one the fixed reconciler has too? one run with every fix on
             fixed = S.Schedule(sched.steps, world=sched.world)
-            control = self._run(fixed, f"{n}.fixed")
+            for c in range(CONTROL_RUNS):  # a pass of the fixed one may be luck: ask twice
+                control = self._run(fixed, f"{n}.fixed{c}")
+                if control.failed:
+                    break
         if fails >= k and control is not None and control.failed:
             verdict = "fails fixed too"
             self.found.fixed_failures.append(Evaluation(fixed, "fail", [control]))

@@ -38,6 +38,7 @@ from typing import Any
 from harness import journal
 from harness.checks import faults, leaks
 from harness.checks import sandbox as chk
+from harness.errors import TooSlow
 from harness.explore import schedule as S
 from harness.journal import merge
 from harness.pytest_plugin.sandbox import SandboxEnv, failpoint_annotations, teardown_leak_check
@@ -45,6 +46,7 @@ from harness.reconciler.sandbox import ReconcilerHost
 from harness.reconciler.sandbox.runtime import describe
 from harness.shim import identity
 from harness.verdict import Finding, Outcome
+from harness.wait import wait_for
 
 #: how long one step may take before the schedule moves on (the call keeps running)
 STEP_BOUND_S = 8.0
@@ -279,7 +281,22 @@ class Executor:
         for p in procs:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p.pid, signal.SIGKILL)
-        return f"killed {len(procs)} process(es)" if procs else "no task process"
+        if not procs:
+            return "no task process"
+        # the step is over once the reconciler has handled the exit (the watcher's Wait is
+        # not "in flight": without this, the schedule would move on before the Delete)
+        assert self.host is not None
+        host = self.host
+
+        def handled() -> bool:
+            view = host.snapshot()["view"].get(sid)
+            return view is None or view["state"] in ("EXITED", "UNKNOWN")
+
+        try:
+            wait_for(handled, timeout=STEP_BOUND_S, what=f"the exit of {sid} handled")
+        except TooSlow:
+            return f"killed {len(procs)} process(es); exit not handled in {STEP_BOUND_S:.0f}s"
+        return f"killed {len(procs)} process(es); exit handled"
 
     def _shim_live(self, sid: str) -> dict[str, Any] | None:
         entry = leaks.registry_entry(self.env.run_dir, self.env.namespace, sid)
