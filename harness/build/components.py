@@ -39,6 +39,7 @@ DEFAULTS: dict[str, str] = {
     "pause": pause.VERSION,
     "kind": "v0.33.0",
     "kwok": "v0.8.0",
+    "actionlint": "v1.7.12",
 }
 
 # What ci/bootstrap builds when asked for "the defaults": the local control plane
@@ -54,4 +55,5 @@ DEFAULT_SET: tuple[str, ...] = (
     "coredns",
     "pause",
     "kind",
+    "actionlint",  # ~18 CPU s cold: the CI-template test validates the workflow with it
 )

@@ -347,6 +347,10 @@ RECIPES: dict[str, Recipe] = {
     "pause": Recipe(("pause",), _pause),
     "kind": Recipe(("kind",), _plain_install("sigs.k8s.io/kind", "kind")),
     "kwok": Recipe(("kwok",), _plain_install("sigs.k8s.io/kwok/cmd/kwok", "kwok")),
+    # the GitHub Actions workflow linter the CI-template test runs (fixtures/ci/, docs/ci.md)
+    "actionlint": Recipe(
+        ("actionlint",), _plain_install("github.com/rhysd/actionlint/cmd/actionlint", "actionlint")
+    ),
 }
 
 
