@@ -9,6 +9,10 @@ Pitfalls honoured (containerd-shim-protocol.md §9): nothing but the address on 
 bind and listen before printing; ``address`` written atomically without a newline; the
 daemon never inherits containerd's output pipe; ``delete`` is idempotent and, like runc's,
 leaves a live daemon alone (that is what makes an ignored Shutdown a leak).
+
+``-info`` (containerd v2.2+ asks it before every ``Tasks.Create`` until it gets an answer,
+and logs "failed to load runtime info" otherwise): the runtime's ``RuntimeInfo``
+(``harness/protos/runtime_info.proto``), also encoded by hand.
 """
 
 from __future__ import annotations
@@ -48,7 +52,11 @@ class suppress:  # lower case: reads like the contextlib original it stands in f
         return kind is not None and issubclass(kind, self.kinds)
 
 
-BOOL_FLAGS = {"debug", "v"}
+BOOL_FLAGS = {"debug", "v", "info"}
+
+#: The runtime name containerd knows the stub by (``RuntimeInfo.name``; runc's shim answers
+#: ``io.containerd.runc.v2`` the same way). ``-info`` gets no other argument to learn it from.
+RUNTIME_NAME = "io.containerd.stub.v2"
 
 
 def parse_flags(argv: list[str]) -> tuple[dict[str, str], str]:
@@ -96,6 +104,54 @@ def encode_delete_response(pid: int, exit_status: int, exited_ns: int) -> bytes:
     if exit_status:
         out += b"\x10" + _varint(exit_status)
     return out + b"\x1a" + _varint(len(ts)) + ts
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (wire type 2)."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def encode_runtime_info(name: str, version: str, revision: str, options: bytes = b"") -> bytes:
+    """``containerd.types.RuntimeInfo{name=1, version=2{version=1, revision=2}, options=3}``.
+
+    ``options`` is what containerd wrote on stdin: the task's runtime options as a
+    serialized ``google.protobuf.Any``, echoed back unchanged as field 3 (runc's shim echoes
+    them too); empty when containerd sent none. No features (field 4): the stub has no OCI
+    runtime whose features it could describe, and containerd asks for them only for idmap
+    mounts. No annotations (field 5): the stub handles no mount type itself.
+    """
+    ver = b""
+    if version:
+        ver += _field(1, version.encode())
+    if revision:
+        ver += _field(2, revision.encode())
+    out = _field(1, name.encode()) + _field(2, ver)
+    if options:
+        out += _field(3, options)
+    return out
+
+
+def _package_version() -> str:
+    """reconverge's version; importlib.metadata only here (``-info`` runs once per runtime
+    per containerd, never on the start/delete path)."""
+    try:
+        from importlib.metadata import version
+
+        return version("reconverge")
+    except Exception:
+        return "unknown"
+
+
+def info() -> int:
+    """``-info``: read the options containerd pipes in, print our ``RuntimeInfo``, exit 0."""
+    chunks: list[bytes] = []
+    with suppress(OSError):  # fd 0, not sys.stdin: the fork server's worker dup2s onto it
+        while chunk := os.read(0, 65536):
+            chunks.append(chunk)
+    options = b"".join(chunks)
+    sys.stdout.buffer.write(encode_runtime_info(RUNTIME_NAME, _package_version(), "", options))
+    sys.stdout.flush()
+    return 0
 
 
 def _paths(flags: dict[str, str]) -> ShimPaths:
@@ -240,6 +296,8 @@ def dispatch(flags: dict[str, str], action: str, spawn: Spawn | None = None) -> 
     if "v" in flags:
         sys.stdout.write("containerd-shim-stub-v2 (reconverge)\n")
         return 0
+    if flags.get("info", "false").lower() in ("true", "t", "1"):  # a flag, as Go's shims
+        return info()
     if action == "start":
         return start(flags, spawn)
     if action == "delete":
