@@ -51,6 +51,8 @@ from harness.verdict import Outcome
 CONFIRM = (2, 3)
 #: runs with every fix on that must all pass before a --bug failure counts as the switch's
 CONTROL_RUNS = 2
+#: the part of the shrink budget Hypothesis's shrinker gets; the step-deletion pass the rest
+HYPOTHESIS_SHARE = 0.7
 #: consecutive ERROR runs after which the world is taken as broken and the search stops
 MAX_ERRORS = 3
 
@@ -156,6 +158,7 @@ class Explorer:
         self.found = Finding()
         self._t0 = 0.0
         self._shrink_t0: float | None = None
+        self._deleting = False
         self._consecutive_errors = 0
         self._example = 0
 
@@ -165,7 +168,8 @@ class Explorer:
         if self.found.aborted:
             return self.found.aborted
         if self._shrink_t0 is not None:
-            if now - self._shrink_t0 > self.o.shrink_minutes * 60:
+            share = 1.0 if self._deleting else HYPOTHESIS_SHARE
+            if now - self._shrink_t0 > self.o.shrink_minutes * 60 * share:
                 return "shrink budget spent"
             return ""
         if now - self._t0 > self.o.minutes * 60:
@@ -311,6 +315,29 @@ class Explorer:
         try:
             explore_sandbox()
         except ScheduleFailed as exc:
-            self.found.minimal = exc.evaluation
+            self.found.minimal = self._delete_steps(exc.evaluation)
         self.found.seconds = time.monotonic() - self._t0
         return self.found
+
+    def _delete_steps(self, ev: Evaluation) -> Evaluation:
+        """Greedy one-step deletions after Hypothesis, each confirmed like any candidate.
+
+        Why: steps are drawn against a model, so deleting one in the choice sequence can
+        change the meaning of the next draws, and Hypothesis may keep a step that does
+        nothing (a refused delete, a create of a live sandbox). Removing steps from the
+        *schedule* has no such coupling; it runs on the rest of the shrink budget.
+        """
+        self._deleting = True
+        changed = True
+        while changed and len(ev.schedule) > 1:
+            changed = False
+            for i in reversed(range(len(ev.schedule))):
+                steps = ev.schedule.steps[:i] + ev.schedule.steps[i + 1 :]
+                cand = S.Schedule(steps, world=ev.schedule.world, bugs=ev.schedule.bugs)
+                got = self.evaluate(cand, [(0, "delete step", i + 1)])
+                if got.verdict == "not run":
+                    return ev
+                if got.failed:
+                    ev, changed = got, True
+                    break
+        return ev
