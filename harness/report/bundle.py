@@ -33,6 +33,7 @@ from harness.journal import merge
 from harness.journal.record import Record
 from harness.report import html as html_report
 from harness.report import lanes, timeline, trace
+from harness.report.matrix_view import MatrixView
 
 if TYPE_CHECKING:
     import pytest
@@ -190,10 +191,12 @@ def render_report(
     verdicts: Sequence[dict[str, Any]] = (),
     repeats: dict[str, list[str | None]] | None = None,
     links: dict[str, str] | None = None,
+    matrix: MatrixView | None = None,
     page_limit: int = PAGE_LIMIT,
 ) -> tuple[str, str]:
     """The HTML page and the trace JSON for ``records`` (the same picture in both; the page
-    keeps the last ``page_limit`` records, numbered as in the whole journal)."""
+    keeps the last ``page_limit`` records, numbered as in the whole journal); ``matrix``: the
+    release x case view of a version-matrix session."""
     whole = lanes.build(records)
     skip = max(len(records) - page_limit, 0)
     picture = lanes.build(records[skip:], first=skip + 1) if skip else whole
@@ -203,6 +206,7 @@ def render_report(
         meta=meta,
         repeats=dict(repeats or {}),
         links=dict(links or {}),
+        matrix=matrix,
     )
     page = html_report.render(picture, ctx)
     tr = trace.render(whole, metadata={"title": title, "seed": meta.get("seed", "")})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.report import bundle, source, timeline
+from harness.report import bundle, matrix_view, source, timeline
 
 
 def timeline_cmd(path: str, *, tail: int | None = None) -> int:
@@ -26,7 +26,13 @@ def report_cmd(path: str, *, output: str | None = None, trace: str | None = None
     ev = source.load(path)
     base = ev.path if ev.path.is_dir() else ev.path.parent
     out = Path(output) if output else base / "report.html"
-    page, tr = bundle.render_report(ev.records, title=ev.title, meta=ev.meta, verdicts=ev.verdicts)
+    page, tr = bundle.render_report(
+        ev.records,
+        title=ev.title,
+        meta=ev.meta,
+        verdicts=ev.verdicts,
+        matrix=matrix_view.load(base) if ev.kind == "run" else None,  # <artifacts>/matrix.json
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page)
     trace_path = Path(trace) if trace else out.with_name(out.stem + ".trace.json")

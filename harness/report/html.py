@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.journal.record import Record
-from harness.report import timeline
+from harness.report import matrix_view, timeline
 from harness.report.lanes import Picture, lane_of, violation_of
 
 LANE_H = 26
@@ -66,6 +66,8 @@ class Context:
     repeats: dict[str, list[str | None]] = field(default_factory=dict)
     #: links shown under the header (label -> relative href), e.g. each repeat's report
     links: dict[str, str] = field(default_factory=dict)
+    #: a containerd version-matrix run: the release x case view (``matrix_view``)
+    matrix: matrix_view.MatrixView | None = None
 
 
 def _scale(picture: Picture) -> float:
@@ -279,19 +281,49 @@ def _header(ctx: Context, picture: Picture) -> str:
     return "<header>" + "".join(parts) + "</header>"
 
 
+def k_of_n(outcomes: Sequence[str | None]) -> str:
+    """``CAUGHT 3/3`` or ``CAUGHT 2/3, MISSED 1/3`` (a repeat without the case: ``absent``)."""
+    n = len(outcomes)
+    counts = Counter(o or "absent" for o in outcomes)
+    return ", ".join(f"{o} {k}/{n}" for o, k in counts.most_common())
+
+
 def _repeats(ctx: Context) -> str:
+    """k/n per verdict per case; a case whose repeats disagree comes first, highlighted
+    (a flake is a bug: it is the row a reader must see), with each repeat's verdict."""
     if not ctx.repeats:
         return ""
+    n = max(len(o) for o in ctx.repeats.values())
+    differing = sorted(k for k, o in ctx.repeats.items() if len(set(o)) > 1)
+    same = sorted(k for k in ctx.repeats if k not in differing)
     rows = []
-    for key, outcomes in sorted(ctx.repeats.items()):
-        n = len(outcomes)
-        counts = Counter(o or "absent" for o in outcomes)
-        text = ", ".join(f"{o} {k}/{n}" for o, k in counts.most_common())
-        rows.append((key, text, "yes" if len(counts) == 1 else "NO"))
+    for key in differing + same:
+        outcomes = ctx.repeats[key]
+        bad = key in differing
+        each = " ".join(
+            f'<span class="rep-one" title="repeat {i}">{i}:{_badge(o or "absent")}</span>'
+            for i, o in enumerate(outcomes, 1)
+        )
+        rows.append(
+            f'<tr class="{"rep-differs" if bad else "rep-same"}" data-case="{_e(key)}">'
+            f'<td>{_e(key)}</td><td class="rep-kn">{_e(k_of_n(outcomes))}</td>'
+            f"<td>{each}</td><td>{'NO' if bad else 'yes'}</td></tr>"
+        )
+    if differing:
+        summary = (
+            f'<p class="rep-summary bad" id="repeats-summary">verdicts differ across {n} '
+            f"repeats for {len(differing)} of {len(ctx.repeats)} case(s)</p>"
+        )
+    else:
+        summary = (
+            f'<p class="rep-summary" id="repeats-summary">identical verdicts {n}/{n} for '
+            f"{len(ctx.repeats)} case(s)</p>"
+        )
     return (
         '<section id="repeats"><h2>Repeats: k/n per verdict</h2>'
-        + _table(("case", "verdicts", "identical"), rows, "repeats")
-        + "</section>"
+        + summary
+        + '<table class="repeats"><thead><tr><th>case</th><th>verdicts</th><th>each repeat</th>'
+        "<th>identical</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table></section>"
     )
 
 
@@ -485,6 +517,8 @@ details pre{background:#f7f7f7;padding:6px;overflow-x:auto;max-height:300px}
 .bad{color:#c62828}.none{color:#888}
 .badge.bad{background:#c62828;color:#fff}
 #filter{width:320px;padding:3px}
+tr.rep-differs td{background:#ffebee}tr.rep-differs td:first-child{border-left:4px solid #c62828}
+.rep-one{margin-right:6px;white-space:nowrap}.rep-summary.bad{font-weight:600}
 """
 
 _JS = r"""
@@ -616,8 +650,10 @@ def render(picture: Picture, ctx: Context) -> str:
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>reconverge: {_e(ctx.title)}</title><style>{_CSS}</style></head><body>"
+        f"<title>reconverge: {_e(ctx.title)}</title><style>{_CSS}{matrix_view.CSS}</style>"
+        "</head><body>"
         + _header(ctx, picture)
+        + matrix_view.render(ctx.matrix)
         + _repeats(ctx)
         + '<section id="swimlanes"><h2>Swimlanes</h2>'
         + toolbar

@@ -127,7 +127,7 @@ def _session_report(terminalreporter: Any, config: pytest.Config, art: Path) -> 
 
     from harness.journal import merge
     from harness.pytest_plugin.verdicts import session_verdicts
-    from harness.report import bundle
+    from harness.report import bundle, matrix_view
 
     records = merge.load(art)
     if not records:
@@ -142,6 +142,13 @@ def _session_report(terminalreporter: Any, config: pytest.Config, art: Path) -> 
     }
     (art / "meta.json").write_text(json.dumps(meta, indent=1, default=str) + "\n")
     page = bundle.write_report(
-        art, records, title=meta["title"], meta=meta, verdicts=verdicts, links=links
+        art,
+        records,
+        title=meta["title"],
+        meta=meta,
+        verdicts=verdicts,
+        links=links,
+        # the matrix plugin writes matrix.json after this hook; its cells are ready already
+        matrix=matrix_view.from_config(config),
     )
     terminalreporter.write_line(f"reconverge report: {page} (trace: {art / 'trace.json'})")

@@ -74,5 +74,8 @@ def test_repeat_prints_and_reports_k_of_n(tmp_path: Path, open_page: Any) -> Non
     shown = open_page(page)
     repeats = shown.page.locator("#repeats").inner_text()
     assert "CAUGHT 1/2, MISSED 1/2" in repeats and "NO" in repeats, repeats
+    differing = shown.page.locator("#repeats tr.rep-differs")  # highlighted, listed first
+    assert differing.count() == 1 and "CAUGHT 1/2, MISSED 1/2" in differing.inner_text()
+    assert "verdicts differ across 2 repeats for 1 of 1 case(s)" in repeats, repeats
     assert shown.page.locator(".links a").count() == 2
     assert shown.errors == [], shown.errors
