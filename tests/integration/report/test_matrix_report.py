@@ -14,10 +14,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import textwrap
+from collections.abc import Iterator
 from html import unescape
 from pathlib import Path
 from typing import Any
@@ -51,15 +53,23 @@ SUITE = textwrap.dedent(
 )
 
 
-def _env() -> dict[str, str]:
+def _env(run_root: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    env["RECONVERGE_RUN_ROOT"] = tempfile.mkdtemp(prefix="rcvm", dir="/tmp")
+    env["RECONVERGE_RUN_ROOT"] = str(run_root)
     env.pop("CI", None)
     return env
 
 
 @pytest.fixture(scope="module")
-def session(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def run_root() -> Iterator[Path]:
+    """A short run root for the child sessions (shim sockets), removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="rcvm", dir="/tmp"))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory: pytest.TempPathFactory, run_root: Path) -> dict[str, Any]:
     from harness.errors import ReconvergeError
     from harness.matrix import versions
 
@@ -90,7 +100,7 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         capture_output=True,
         text=True,
         timeout=300,
-        env=_env(),
+        env=_env(run_root),
         check=False,
     )
     return {"root": root, "art": art, "out": out, "text": out.stdout + out.stderr}
@@ -127,7 +137,7 @@ def test_the_session_page_shows_the_terminal_table(session: dict[str, Any]) -> N
 
 
 def test_reconverge_report_of_the_artifacts_draws_it_from_matrix_json(
-    session: dict[str, Any], tmp_path: Path
+    session: dict[str, Any], tmp_path: Path, run_root: Path
 ) -> None:
     assert session["out"].returncode == 0, session["text"][-3000:]
     out = tmp_path / "again.html"
@@ -136,7 +146,7 @@ def test_reconverge_report_of_the_artifacts_draws_it_from_matrix_json(
         capture_output=True,
         text=True,
         timeout=120,
-        env=_env(),
+        env=_env(run_root),
         check=False,
     )
     assert done.returncode == 0, done.stderr
