@@ -16,7 +16,8 @@ Sandbox-world vocabulary:
   ``kill_task`` (the sandbox's task process dies: SIGKILL from outside, as the OOM killer
   would), ``stop`` (StopPodSandbox), ``delete`` (RemovePodSandbox), ``restart`` (the
   reconciler is killed -9 and started again on its store);
-- faults: ``shim_fault`` (a failpoint term on a shim method × phase of one sandbox's shim:
+- faults: ``shim_fault`` (a failpoint term on a shim method × phase, or on one event topic
+  the shim publishes, of one sandbox's shim:
   armed on the live shim through its control socket, else carried by the sandbox's next
   ``create`` as an annotation), ``toxic`` (on the reconciler → containerd leg);
 - ``heal``: remove every fault.
@@ -42,9 +43,11 @@ SHIM_POINTS: dict[str, tuple[str, ...]] = {
     "Delete": ("before", "between", "after"),
     "Shutdown": ("before",),
     "State": ("before",),
+    # the shim's event publisher: one point per topic (harness/shim/events.py)
+    "publish": ("tasks.exit", "tasks.paused", "tasks.resumed"),
 }
 #: failpoint actions a shim fault may use, and whether they take an argument
-SHIM_ACTIONS: dict[str, bool] = {"error": True, "delay": True, "drop": False}
+SHIM_ACTIONS: dict[str, bool] = {"error": True, "delay": True, "drop": False, "duplicate": True}
 #: the toxiproxy legs a toxic may sit on (the fixtures provide this one)
 LEGS = ("reconciler-containerd",)
 TOXICS: dict[str, bool] = {"reset_peer": False, "latency": True, "timeout": False}

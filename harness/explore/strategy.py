@@ -57,6 +57,10 @@ FAULT_MENU: tuple[FaultChoice, ...] = (
     FaultChoice("State", "before", "error", "boom"),
     FaultChoice("Kill", "before", "error", "boom"),
     FaultChoice("Delete", "between", "delay", "1200"),
+    FaultChoice("publish", "tasks.exit", "drop"),
+    FaultChoice("publish", "tasks.exit", "duplicate", "1"),
+    FaultChoice("publish", "tasks.paused", "drop"),
+    FaultChoice("publish", "tasks.resumed", "drop"),
 )
 TOXIC_MENU: tuple[tuple[str, int], ...] = (("reset_peer", 0), ("latency", 300))
 CALLER_DEADLINES: tuple[float | None, ...] = (None, 0.4)
