@@ -1,8 +1,8 @@
 """The repository's docs stand on their own: nothing cites a path outside the checkout.
 
-Why a test: the design notes once lived beside the repository and the docs cited them as
-``../shared/docs/…`` — links that resolve on the machine they were written on and nowhere
-else (not in a clone, not in a wheel, not on GitHub). They now live in ``docs/background/``;
+Why a test: the design notes once lived in a folder beside the repository and the docs cited
+them by a relative path leaving the checkout — links that resolve on the machine they were
+written on and nowhere else (not in a clone, not in a wheel, not on GitHub). They now live in ``docs/background/``;
 this keeps every citation and every relative link resolvable from a fresh clone.
 """
 
