@@ -48,7 +48,9 @@ ARTIFACTS_KEYWORDS = frozenset(
 )
 WHEN_SAVE = frozenset({"on_success", "on_failure", "always"})
 DEFAULT_STAGES = ("build", "test", "deploy")
-#: GitLab limits ``cache:key:files`` to two entries (more are rejected by older releases).
+#: GitLab limited ``cache:key:files`` to two entries for years; its newest schema allows ten
+#: (content-hashed ``files``, with the old behaviour as ``files_commits``, still two). Two
+#: keeps the template valid on every release a user may run.
 MAX_KEY_FILES = 2
 _DURATION = re.compile(
     r"^(never|(\d+\s*(seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h|days?|d|weeks?|wk?|"
