@@ -55,9 +55,9 @@ def register(sub: Any) -> None:
     e.add_argument(
         "--max-examples",
         type=int,
-        default=200,
+        default=1000,
         metavar="K",
-        help="at most K schedules drawn (default 200)",
+        help="at most K schedules drawn, cached repeats included (default 1000)",
     )
     e.add_argument(
         "--max-steps", type=int, default=8, metavar="N", help="steps per schedule (default 8)"

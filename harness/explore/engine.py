@@ -69,7 +69,7 @@ class Options:
 
     seed: int
     minutes: float = 5.0
-    max_examples: int = 200
+    max_examples: int = 1000
     max_steps: int = 8
     sandboxes: int = 1
     faults: tuple[str, ...] = ()

@@ -154,8 +154,16 @@ class Executor:
                 records.append(self._step(i, step))
                 self._safety(i, step)
             self.heal()
-            if self.down and self._ensure_up() != "ok":
-                raise RuntimeError("the reconciler did not start again after the heal")
+            if self.down:  # grpc backs off a subchannel that failed: retry, bounded
+                try:
+                    wait_for(
+                        lambda: self._ensure_up() == "ok",
+                        timeout=STEP_BOUND_S,
+                        what="the reconciler starts again after the heal",
+                        interval=0.5,
+                    )
+                except TooSlow as exc:
+                    raise RuntimeError(str(exc)) from None
             self._one_delete_owner(since)
             findings = self._end(since)
         except Exception as exc:  # the harness broke, not an invariant: ERROR, never a pass
