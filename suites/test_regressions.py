@@ -1,0 +1,64 @@
+"""Regression cases the explorer found: every ``suites/regressions/*.json`` runs here.
+
+Each file is a shrunk schedule (``harness/explore``) with the outcome it showed and how it
+was found. A file with bug switches runs in both directions: ``buggy`` (its switches on)
+must fail the same invariant again — CAUGHT only when the file's own check failed — and
+``fixed`` (every fix on) must CONVERGE. A file without switches is a failure of the fixed
+reconciler that has since been fixed: ``fixed`` must CONVERGE. The schedule runs on the
+suites' own ``sandbox_env`` (real containerd 1.6.20, the stub shim, toxiproxy), and the
+verdict follows ``harness.verdict``'s rules: a schedule whose faults never fired is
+INCONCLUSIVE, never a pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from harness.explore import regress
+from harness.explore.execute import Executor
+from harness.explore.schedule import Schedule
+from harness.verdict import Finding
+
+pytestmark = [pytest.mark.needs("containerd", "toxiproxy"), pytest.mark.suite]
+
+SUITE = "regressions"
+FILES = sorted(Path(__file__).parent.joinpath("regressions").glob("*.json"))
+
+
+def _cases() -> list:
+    out = []
+    for f in FILES:
+        saved = regress.load(f)
+        if saved.schedule.bugs:
+            out.append(pytest.param(f, True, id=f"buggy-{f.stem}"))
+        out.append(pytest.param(f, False, id=f"fixed-{f.stem}"))
+    return out
+
+
+@pytest.mark.parametrize("path, buggy", _cases())
+def test_regression(path: Path, buggy: bool, sandbox_env, verdict):
+    saved = regress.load(path)
+    sched = saved.schedule if buggy else Schedule(saved.schedule.steps, world=saved.schedule.world)
+    result = Executor(sandbox_env, sched).run()
+    if result.outcome == "ERROR":  # the harness broke while running it: not a verdict
+        pytest.fail(f"{path.name}: the schedule could not run: {result.symptom}", pytrace=False)
+    check = str(saved.meta.get("check", ""))
+
+    def symptom(findings: Mapping[str, Finding]) -> str | None:
+        f = findings.get(check)
+        return f"{check}: {f.symptom}" if f is not None and f.observed and not f.ok else None
+
+    verdict.judge(
+        suite=SUITE,
+        case=path.stem,
+        variant="buggy" if buggy else "fixed",
+        fault="; ".join(s.describe() for s in sched.steps if s.op in ("shim_fault", "toxic"))
+        or "schedule",
+        findings=result.findings,
+        fired=result.fired,
+        symptom=symptom,
+        fixed_text=result.symptom,
+    )
