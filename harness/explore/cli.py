@@ -109,6 +109,12 @@ def register(sub: Any) -> None:
         metavar="DIR",
         help="also write the shrunk failure there as a regression case (suites/regressions)",
     )
+    e.add_argument(
+        "--shrink",
+        default=None,
+        metavar="FILE",
+        help="no search: confirm the saved schedule FILE and shrink it by deleting steps",
+    )
     e.set_defaults(fn=explore_main)
 
     m = sub.add_parser(
@@ -176,7 +182,10 @@ def explore_main(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if args.check_determinism:
         return determinism(opts, out)
-    return explore(opts, out, regressions=Path(args.regressions) if args.regressions else None)
+    regressions = Path(args.regressions) if args.regressions else None
+    if args.shrink:
+        return explore(opts, out, regressions=regressions, given=Path(args.shrink))
+    return explore(opts, out, regressions=regressions)
 
 
 def _world(opts: Any) -> Any:
@@ -196,8 +205,11 @@ def _runner(world: Any) -> Any:
     return run
 
 
-def explore(opts: Any, out: Path, *, regressions: Path | None = None) -> int:
-    """Search, report, save; the exit code says whether it ended as expected."""
+def explore(
+    opts: Any, out: Path, *, regressions: Path | None = None, given: Path | None = None
+) -> int:
+    """Search (or shrink ``given``), report, save; the exit code says whether it ended as
+    expected."""
     from harness.explore import merge as merge_mod
     from harness.explore import regress
     from harness.explore import schedule as S
@@ -212,8 +224,13 @@ def explore(opts: Any, out: Path, *, regressions: Path | None = None) -> int:
         f"{opts.minutes:g} min, confirm {opts.confirm[0]} of at most {opts.confirm[1]} runs",
         flush=True,
     )
+    sched = None
+    if given is not None:
+        sched = regress.load(given).schedule
+        sched = S.Schedule(sched.steps, world=sched.world, bugs=tuple(opts.bugs))
     with _world(opts) as world:
-        found = Explorer(opts, _runner(world), decisions=decisions, log=_say).search()
+        explorer = Explorer(opts, _runner(world), decisions=decisions, log=_say)
+        found = explorer.search() if sched is None else explorer.shrink(sched)
     saved_path = None
     if found.minimal is not None:
         saved_path = save_failure(opts, found, out / "failures", regressions)

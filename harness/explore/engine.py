@@ -319,6 +319,16 @@ class Explorer:
         self.found.seconds = time.monotonic() - self._t0
         return self.found
 
+    def shrink(self, sched: S.Schedule) -> Finding:
+        """Confirm a given schedule and shrink it by step deletion (no Hypothesis: a saved
+        schedule, e.g. one set aside under ``fixed-failures/``, has no choice sequence)."""
+        self._t0 = time.monotonic()
+        ev = self.evaluate(sched, [(0, "given schedule", len(sched))])
+        if ev.failed:
+            self.found.minimal = self._delete_steps(ev)
+        self.found.seconds = time.monotonic() - self._t0
+        return self.found
+
     def _delete_steps(self, ev: Evaluation) -> Evaluation:
         """Greedy one-step deletions after Hypothesis, each confirmed like any candidate.
 

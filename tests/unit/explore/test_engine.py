@@ -124,3 +124,30 @@ def test_with_a_bug_switch_only_the_switch_failure_is_shrunk():
     )
     assert ex.found.minimal is not None and len(ex.found.minimal.schedule) == 3
     assert not ex.found.fixed_failures
+
+
+def test_a_given_schedule_is_confirmed_and_shrunk_by_step_deletion():
+    noisy = S.Schedule(
+        (
+            S.Heal(),
+            S.Create("sb0"),
+            S.Pause("sb0"),
+            S.ShimFault("sb0", "Shutdown", "before", "error", "please retry"),
+            S.Resume("sb0"),
+            S.Stop("sb0"),
+            S.Heal(),
+        )
+    )
+    runs: list[S.Schedule] = []
+
+    def run(sched: S.Schedule, label: str) -> Result:
+        runs.append(sched)
+        return _result(shutdown_leak(sched))
+
+    ex = Explorer(Options(seed=1), run, log=lambda _: None)
+    found = ex.shrink(noisy)
+    assert found.minimal is not None
+    assert [s.op for s in found.minimal.schedule.steps] == ["create", "shim_fault", "stop"]
+    assert found.first is not None and len(found.first.schedule) == 7
+    passing = Explorer(Options(seed=1), lambda s, _: _result(False), log=lambda _: None)
+    assert passing.shrink(noisy).minimal is None
