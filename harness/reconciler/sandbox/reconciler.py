@@ -235,9 +235,12 @@ class SandboxReconciler:
     async def remove_sandbox(self, sid: str) -> None:
         """RemovePodSandbox: drop the record and the containerd container (must be stopped)."""
         sb = self.get(sid)
-        sb.user_mark_deleted_at = sb.user_mark_deleted_at or now_ns()
         if not sb.first.finished_at:
+            # refused before the deletion mark: a marked sandbox is skipped by DeadGC and by
+            # the restart's watcher re-arm, so a refused remove of a sandbox stuck PAUSING
+            # kept it PAUSING for good (found by reconverge explore, suites/regressions/)
             raise SandboxError(STOP_FAILED, f"sandbox {sid} is not stopped")
+        sb.user_mark_deleted_at = sb.user_mark_deleted_at or now_ns()
         with contextlib.suppress(Exception):
             await self.runtime.delete_container(sid)
         self.store.delete(sid)
