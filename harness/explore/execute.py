@@ -132,6 +132,7 @@ class Executor:
         self.pending: dict[str, dict[str, str]] = {}  # faults the next create carries
         self.armed: dict[str, set[str]] = {}  # failpoint names set on a live shim
         self.toxics: list[str] = []
+        self.toxic_steps: dict[str, S.Toxic] = {}
         self.created: list[str] = []
         self.violations: list[Finding] = []
         self._writes_seen = 0
@@ -205,12 +206,23 @@ class Executor:
                 return str(getattr(exc, "message", "") or describe(exc))[:160]
             return "ok"
 
+        t0 = time.monotonic()
         fut = asyncio.run_coroutine_threadsafe(catch(), self.host.loop)
         try:
-            return str(fut.result(STEP_BOUND_S))
+            answer = str(fut.result(STEP_BOUND_S))
         except TimeoutError:
             self._inflight.append(fut)
-            return f"in flight after {STEP_BOUND_S:.0f}s"
+            answer = f"in flight after {STEP_BOUND_S:.0f}s"
+        self._toxic_effects(answer, time.monotonic() - t0)
+        return answer
+
+    def _toxic_effects(self, answer: str, seconds: float) -> None:
+        """A toxic has no trigger record: journal its effect when a call under it failed
+        (or, for latency, took at least the latency) — what ``faults.fired`` counts."""
+        for name, step in self.toxic_steps.items():
+            slowed = step.kind == "latency" and seconds >= step.arg / 1000
+            if answer != "ok" or slowed:
+                faults.observed(S.toxic_effect(step), toxic=name, answer=answer[:80])
 
     def _ensure_up(self) -> str:
         """Start the reconciler again after a kill -9 (its boot needs containerd: under a
@@ -335,6 +347,7 @@ class Executor:
             attrs = {"latency": step.arg}
         self.env.proxy.add_toxic(step.kind, name=name, **attrs)
         self.toxics.append(name)
+        self.toxic_steps[name] = step
         return "added"
 
     def heal(self) -> None:
@@ -345,6 +358,7 @@ class Executor:
             with contextlib.suppress(Exception):
                 self.env.proxy.remove_toxic(name)
         self.toxics.clear()
+        self.toxic_steps.clear()
         self.pending.clear()
         for sid, points in self.armed.items():
             entry = self._shim_live(sid)

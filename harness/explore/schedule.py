@@ -248,8 +248,10 @@ class Schedule:
         return sorted({s.point for s in self.steps if isinstance(s, ShimFault)})
 
     def effects(self) -> list[str]:
-        """Faults without a failpoint that the executor journals when applied."""
-        return [RESTART_EFFECT] if any(isinstance(s, Restart) for s in self.steps) else []
+        """Faults without a failpoint: a restart (journaled when done), a toxic (journaled
+        when a call under it failed or was slowed)."""
+        out = [RESTART_EFFECT] if any(isinstance(s, Restart) for s in self.steps) else []
+        return out + sorted({toxic_effect(s) for s in self.steps if isinstance(s, Toxic)})
 
     def table(self, title: str | None = None) -> str:
         return table(self.steps, title=title)
@@ -296,6 +298,11 @@ def validate(step: Step, *, source: str = "step") -> None:
             )
         if step.leg not in LEGS:
             raise ReconvergeError(f"{source}: unknown leg {step.leg!r}; known: {', '.join(LEGS)}")
+
+
+def toxic_effect(step: Toxic) -> str:
+    """The ``faults.observed`` name of a toxic's effect."""
+    return f"toxic {step.kind} on {step.leg}"
 
 
 def table(steps: Sequence[Step], *, title: str | None = None) -> str:
