@@ -276,10 +276,12 @@ def save_failure(opts: Any, found: Any, directory: Path, regressions: Path | Non
         "confirm": minimal.confirmation(k, most),
         "check": res.check if res else "",
         "found": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "command": "reconverge explore --world sandbox "
-        + " ".join(f"--bug {b}" for b in opts.bugs)
+        "command": "reconverge explore --world sandbox"
+        + "".join(f" --bug {b}" for b in opts.bugs)
         + f" --seed {opts.seed}"
-        + (f" --faults {','.join(opts.faults)}" if opts.faults else ""),
+        + (f" --faults {','.join(opts.faults)}" if opts.faults else "")
+        + ("" if opts.toxics else " --no-toxics")
+        + (f" --shard {opts.shard[0]}/{opts.shard[1]}" if opts.shard[1] > 1 else ""),
     }
     saved = S.Saved(minimal.schedule, "DIVERGED", res.symptom if res else "", meta)
     name = f"{'-'.join(opts.bugs) or 'fixed'}-{res.check if res else 'failure'}-{opts.seed}"

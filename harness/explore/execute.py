@@ -140,6 +140,7 @@ class Executor:
         self._inflight: list[Any] = []
         self._starts: list[float] = []  # monotonic start of each step
         self.down = False  # the reconciler was killed and could not start again yet
+        self._reaped = False
 
     # -- the run ---------------------------------------------------------------------------
     def run(self) -> Result:
@@ -193,6 +194,9 @@ class Executor:
         if self.host is not None:
             with contextlib.suppress(Exception):
                 self.host.close()
+        if not self._reaped:  # a run that broke still leaves its namespace clean
+            with contextlib.suppress(Exception):
+                teardown_leak_check(self.env, test=f"explore {self.env.namespace}", variant="-")
 
     # -- steps -----------------------------------------------------------------------------
     def _bounded(self, coro: Coroutine[Any, Any, Any]) -> str:
@@ -449,6 +453,7 @@ class Executor:
         if gone:
             out.append(env.leak(sorted(set(gone)), timeout=2.0))
         host.close()
+        self._reaped = True
         problems = teardown_leak_check(
             env, test=f"explore {env.namespace}", variant="fixed", strict=True
         )
