@@ -1,57 +1,27 @@
 """The GitHub workflow template passes actionlint, and actionlint rejects broken copies.
 
-actionlint (built from the Go module proxy into the build cache: ``harness/build``, in the
-default set) checks what a YAML parse cannot: expression syntax, the inputs each popular
-action accepts, ``steps.<id>.outputs`` references, job keys. The broken copies prove it is
-really checking this file — a validator that accepts everything would pass the first test.
+actionlint (found and run by ``tests/integration/actionlint_tool.py``) checks what a YAML
+parse cannot: expression syntax, the inputs each popular action accepts,
+``steps.<id>.outputs`` references, job keys. The broken copies prove it is really checking
+this file — a validator that accepts everything would pass the first test.
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from harness.build import cache
-from harness.build.components import DEFAULTS
-from harness.pytest_plugin import skip_unless_strict
+from tests.integration.actionlint_tool import find_actionlint, lint
 
 REPO = Path(__file__).resolve().parents[3]
 WORKFLOW = REPO / "fixtures" / "ci" / "github" / "reconverge.yml"
-VERSION = DEFAULTS["actionlint"]
 
 
 @pytest.fixture(scope="module")
 def actionlint(request: pytest.FixtureRequest) -> Path:
-    """The cached actionlint binary; missing is a skip locally, a failure under strict."""
-    found = cache.locate("actionlint", VERSION)
-    if found is None:
-        skip_unless_strict(
-            request.config,
-            f"actionlint {VERSION} is not built yet "
-            f"(fix: ./ci/bootstrap, or reconverge build ensure actionlint)",
-        )
-    return found
-
-
-def lint(binary: Path, path: Path) -> subprocess.CompletedProcess[str]:
-    """actionlint on one file, from a directory without any actionlint config.
-
-    shellcheck checks the ``run:`` scripts when it is installed (it is optional: without it
-    actionlint skips only that part); pyflakes is not used (no Python in ``run:``).
-    """
-    shellcheck = shutil.which("shellcheck") or ""
-    cmd = [
-        str(binary),
-        "-oneline",
-        "-no-color",
-        f"-shellcheck={shellcheck}",
-        "-pyflakes=",
-        str(path),
-    ]
-    return subprocess.run(cmd, cwd=path.parent, capture_output=True, text=True, timeout=120)
+    """The cached actionlint binary (``tests/integration/actionlint_tool.py``)."""
+    return find_actionlint(request.config)
 
 
 def test_the_workflow_template_passes_actionlint(actionlint: Path) -> None:
