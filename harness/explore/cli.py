@@ -345,8 +345,8 @@ def determinism(opts: Any, out: Path) -> int:
     for i, (x, y) in enumerate(zip(a, b, strict=False), 1):
         if x != y:
             print(
-                f"determinism: decision {i} differs:\n  run 1: {json.dumps(x)[:400]}\n"
-                f"  run 2: {json.dumps(y)[:400]}"
+                f"determinism: decision {i} differs:\n  run 1: {json.dumps(x, default=str)[:600]}\n"
+                f"  run 2: {json.dumps(y, default=str)[:600]}"
             )
             return 1
     if len(a) != len(b):

@@ -15,7 +15,8 @@ switch's — it is set aside as a finding about the fixed reconciler
 Confirmation: a schedule that fails once is run again until it failed ``k`` of at most ``n``
 runs (:data:`CONFIRM`); only a confirmed failure is reported to Hypothesis, so a timing
 accident can neither invent a failure nor make a shrink step look like progress. A run whose
-truth could not be read is INCONCLUSIVE and never a failure.
+truth could not be read is INCONCLUSIVE, never a failure, and is run again (up to ``n``); a
+schedule is inconclusive only when no run could read the truth.
 
 Budgets: ``minutes`` bounds the search; a failure starts a shrink budget of its own. Past
 a budget a schedule not yet run is answered "not run" (journaled as such) so Hypothesis
@@ -208,9 +209,14 @@ class Explorer:
         self.found.examples += 1
         k, most = self.o.confirm
         runs = [self._run(sched, f"{n}")]
-        while True:  # a pass is one run; a failure runs again until k fails or it cannot
+        # a pass is one run; a failure runs again until k fails or it cannot get there; a
+        # run whose truth could not be read runs again too (it is an accident, not an answer)
+        while len(runs) < most:
             fails = sum(r.failed for r in runs)
-            if fails == 0 or fails >= k or fails + (most - len(runs)) < k:
+            unread = runs[-1].outcome == Outcome.INCONCLUSIVE
+            if fails >= k or (fails == 0 and not unread):
+                break
+            if fails and fails + (most - len(runs)) < k:
                 break
             runs.append(self._run(sched, f"{n}.{len(runs)}"))
         fails = sum(r.failed for r in runs)
@@ -229,7 +235,7 @@ class Explorer:
             verdict = "fail"
         elif any(r.outcome == Outcome.ERROR for r in runs):
             verdict = "error"
-        elif any(r.outcome == Outcome.INCONCLUSIVE for r in runs):
+        elif all(r.outcome == Outcome.INCONCLUSIVE for r in runs):
             verdict = "inconclusive"
             self.found.inconclusive += 1
         else:

@@ -90,7 +90,10 @@ class DrawLog:
         self.draws = []
 
     def note(self, what: str, value: Any) -> Any:
-        self.draws.append((len(self.draws), what, value))
+        """Journal one draw; a set is journaled sorted (JSON has no sets, order must be
+        stable for the diff)."""
+        shown = sorted(value) if isinstance(value, (set, frozenset)) else value
+        self.draws.append((len(self.draws), what, shown))
         return value
 
 

@@ -151,3 +151,12 @@ def test_a_given_schedule_is_confirmed_and_shrunk_by_step_deletion():
     assert found.first is not None and len(found.first.schedule) == 7
     passing = Explorer(Options(seed=1), lambda s, _: _result(False), log=lambda _: None)
     assert passing.shrink(noisy).minimal is None
+
+
+def test_an_unreadable_truth_runs_again_and_is_never_a_failure():
+    answers = iter([Result("INCONCLUSIVE", "shim did not answer"), _result(False)])
+    ex, seen = _explore(lambda s: next(answers, _result(False)), max_examples=1)
+    assert len(seen) == 2 and ex.found.decisions[0]["verdict"] == "pass"
+    ex, seen = _explore(lambda s: Result("INCONCLUSIVE", "x"), max_examples=1)
+    assert len(seen) == 3 and ex.found.decisions[0]["verdict"] == "inconclusive"
+    assert ex.found.minimal is None
