@@ -31,7 +31,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -484,6 +484,3 @@ def _first_leak(problem: str) -> str:
 def fp_name(annotation_key: str) -> str:
     """``io.containerd.runtime.v2.shim.failpoint.Delete.between`` -> ``shim.Delete.between``."""
     return "shim." + annotation_key.rsplit("failpoint.", 1)[-1]
-
-
-Runner = Callable[[S.Schedule], Result]

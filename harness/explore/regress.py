@@ -11,13 +11,10 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
 
 from harness.errors import ReconvergeError
 from harness.explore import schedule as S
 
-#: where the suite looks for regression cases
-REGRESSIONS = Path(__file__).resolve().parents[2] / "suites" / "regressions"
 #: replays ``reconverge repro <file.json>`` runs by default (the acceptance asks 5/5)
 REPRO_TIMES = 5
 
@@ -52,11 +49,6 @@ def save(saved: S.Saved, directory: Path, name: str) -> Path:
     return path
 
 
-def expected_for(bugs: tuple[str, ...], failed: bool) -> str:
-    """What a replay must conclude: the failure again, or convergence."""
-    return "DIVERGED" if failed else "CONVERGED"
-
-
 def repro(path_text: str, *, times: int = REPRO_TIMES, seed: int | None = None) -> int:
     """``reconverge repro <file.json>``: replay ``times`` times; exit 0 when every replay
     reproduced the file's expected outcome, 1 otherwise (2: bad file, via ReconvergeError)."""
@@ -81,9 +73,3 @@ def repro(path_text: str, *, times: int = REPRO_TIMES, seed: int | None = None) 
     same = sum(g == saved.expected for g in got)
     print(f"reproduced {same}/{times}")
     return 0 if same == times else 1
-
-
-def summary(meta: dict[str, Any]) -> str:
-    """One line of how a saved failure was found."""
-    keys = ("seed", "time_to_find_s", "steps_before", "steps_after", "confirm")
-    return ", ".join(f"{k}={meta[k]}" for k in keys if k in meta)

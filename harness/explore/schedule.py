@@ -26,7 +26,7 @@ Sandbox-world vocabulary:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -317,15 +317,6 @@ def table(steps: Sequence[Step], *, title: str | None = None) -> str:
     lines += [header + "  detail", "-" * (len(header) + 8)]
     lines += [f"{a.ljust(w0)}  {b.ljust(w1)}  {c}" for a, b, c in rows]
     return "\n".join(lines)
-
-
-def sandboxes(steps: Iterable[Step]) -> list[str]:
-    """The sandboxes a schedule names, in first-use order."""
-    out: list[str] = []
-    for s in steps:
-        if s.target and s.target not in out:
-            out.append(s.target)
-    return out
 
 
 @dataclass
