@@ -15,7 +15,8 @@ Safety, checked after every step (the truth read from the shims, never from the 
 
 - ``unknown`` written for a sandbox whose shim reports it RUNNING or PAUSED;
 - a sandbox removed from the view while its shim still reports it RUNNING or PAUSED;
-- two task Deletes in flight at once in one shim (one owner of the delete, seed b).
+- two task Deletes in flight at once in one shim (one owner of the delete, seed b);
+- a reconciler call still in flight after the step bound (every call has a deadline).
 
 After the last step: heal, wait for quiescence, then convergence (view = truth, through the
 hold window, ``harness.checks.sandbox.convergence``) for the sandboxes the view holds, no
@@ -279,6 +280,13 @@ class Executor:
             answer = self.add_toxic(step)
         elif isinstance(step, S.Heal):
             self.heal()
+        if answer.startswith("in flight"):
+            # every call has a deadline of its own (or the caller's): one that outlives the
+            # step bound hangs (seed a's Pause on the caller's context, no own deadline)
+            self._violate(
+                "liveness: calls return",
+                f"T{i} ({step.describe()}): the call was still in flight after {STEP_BOUND_S:.0f}s",
+            )
         settled = self._settle()
         rec = StepRecord(i, step.op, step.describe(), answer, time.monotonic() - t0, settled)
         journal.emit("explore", "step_done", index=i, answer=answer, settled=settled)
