@@ -18,6 +18,10 @@ Safety, checked after every step (the truth read from the shims, never from the 
 - two task Deletes in flight at once in one shim (one owner of the delete, seed b);
 - a reconciler call still in flight after the step bound (every call has a deadline).
 
+A safety violation ends the schedule there (its verdict is decided; the later steps and the
+end checks would only cost time — a hung call costs the step bound at every step); the
+namespace is still healed and reaped.
+
 After the last step: heal, wait for quiescence, then convergence (view = truth, through the
 hold window, ``harness.checks.sandbox.convergence``) for the sandboxes the view holds, no
 leak for the ones it removed (``checks.sandbox.leak``), and the suites' teardown leak check
@@ -156,6 +160,11 @@ class Executor:
             for i, step in enumerate(self.schedule.steps, 1):
                 records.append(self._step(i, step))
                 self._safety(i, step)
+                if self.violations:  # the verdict is decided: the rest would only cost time
+                    journal.emit(
+                        "explore", "stopped_early", after=i, check=self.violations[0].check
+                    )
+                    break
             self.heal()
             if self.down:  # grpc backs off a subchannel that failed: retry, bounded
                 try:
@@ -168,7 +177,8 @@ class Executor:
                 except TooSlow as exc:
                     raise RuntimeError(str(exc)) from None
             self._one_delete_owner(since)
-            findings = self._end(since)
+            if not self.violations:
+                findings = self._end(since)  # else _close reaps the namespace
         except Exception as exc:  # the harness broke, not an invariant: ERROR, never a pass
             journal.emit("explore", "error", error=describe(exc))
             return Result(
