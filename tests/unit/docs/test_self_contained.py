@@ -2,8 +2,9 @@
 
 Why a test: the design notes once lived in a folder beside the repository and the docs cited
 them by a relative path leaving the checkout — links that resolve on the machine they were
-written on and nowhere else (not in a clone, not in a wheel, not on GitHub). They now live in ``docs/background/``;
-this keeps every citation and every relative link resolvable from a fresh clone.
+written on and nowhere else (not in a clone, not in a wheel, not on GitHub). They now live
+in ``docs/background/``; this keeps every citation and every relative link resolvable from a
+fresh clone.
 """
 
 from __future__ import annotations
