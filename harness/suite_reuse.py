@@ -56,7 +56,12 @@ def run_case(
     """
     rec = Capture(request, fn.__name__)
     values = {**fixtures, **given, "verdict": rec, "request": request}
-    kwargs = {name: values[name] for name in inspect.signature(fn).parameters}
+    # a fixture the caller did not hand over (e.g. the matrix's ``containerd_version``,
+    # None outside a matrix run) comes from pytest, as it would for the suite itself
+    kwargs = {
+        name: values[name] if name in values else request.getfixturevalue(name)
+        for name in inspect.signature(fn).parameters
+    }
     try:
         fn(**kwargs)
     except (AssertionError, pytest.skip.Exception):
