@@ -119,7 +119,7 @@ def register(sub: Any) -> None:
 
     m = sub.add_parser(
         "merge",
-        help="merge explore shard outputs into one verdicts.json and one JUnit",
+        help="merge explore shard outputs into one verdicts.json, one JUnit and one report.html",
         description="Concatenate the verdicts.json of each DIR and write one verdicts.json "
         "and one junit.xml into --out.",
         epilog=EPILOG,
@@ -283,7 +283,14 @@ def save_failure(opts: Any, found: Any, directory: Path, regressions: Path | Non
         + ("" if opts.toxics else " --no-toxics")
         + (f" --shard {opts.shard[0]}/{opts.shard[1]}" if opts.shard[1] > 1 else ""),
     }
-    saved = S.Saved(minimal.schedule, "DIVERGED", res.symptom if res else "", meta)
+    saved = S.Saved(
+        minimal.schedule,
+        "DIVERGED",
+        res.symptom if res else "",
+        meta,
+        original=first.schedule if first else None,
+        original_confirm=first.confirmation(k, most) if first else "",
+    )
     name = f"{'-'.join(opts.bugs) or 'fixed'}-{res.check if res else 'failure'}-{opts.seed}"
     path = regress.save(saved, directory, name)
     print(minimal.schedule.table(title=f"shrunk failure ({len(minimal.schedule)} steps):"))
@@ -371,6 +378,6 @@ def merge_main(args: argparse.Namespace) -> int:
     print(merge.table(rows))
     print(
         f"merge: {len(rows)} row(s) from {len(args.dirs)} dir(s) -> {args.out}/verdicts.json, "
-        f"{args.out}/junit.xml"
+        f"{args.out}/junit.xml, {args.out}/report.html"
     )
     return 0 if all(v.ok for v in rows) else 1

@@ -1,10 +1,12 @@
-"""Shard outputs → one ``verdicts.json`` and one JUnit file (``reconverge merge DIR…``).
+"""Shard outputs → one ``verdicts.json``, one JUnit and one ``report.html`` (``reconverge merge``).
 
 Each ``reconverge explore --shard i/N --out DIR`` writes ``DIR/verdicts.json`` (a list of
 ``harness.verdict.Verdict`` rows, the same schema the suites write) and ``DIR/junit.xml``;
 shards share nothing else (an example-database directory at most, merged by union because
 Hypothesis keys it by content). Merging is concatenation in the order given, with a JUnit
-rebuilt from the rows, so one CI artifact says which shard found what.
+rebuilt from the rows, so one CI artifact says which shard found what. The report is the
+single-file page of :mod:`harness.report` (no journal: the merged rows with the shard each
+came from, counts, and every saved failing schedule shrunk next to original).
 """
 
 from __future__ import annotations
@@ -66,11 +68,27 @@ def write(rows: Sequence[Verdict], out: Path) -> None:
     (out / "junit.xml").write_text(junit(rows) + "\n")
 
 
+def report(shards: Sequence[tuple[Path, Sequence[Verdict]]], out: Path) -> Path:
+    """Write ``out/report.html`` for the merged shards (and its empty ``trace.json``)."""
+    from harness.report import bundle, schedule_view
+
+    view = schedule_view.from_shards([(d, [v.to_dict() for v in rows]) for d, rows in shards])
+    merged = [v.to_dict() for _, rows in shards for v in rows]
+    return bundle.write_report(
+        out,
+        [],
+        title=f"reconverge merge: {len(shards)} shard(s)",
+        meta={},
+        verdicts=merged,
+        explore=view,
+    )
+
+
 def merge(dirs: Iterable[Path], out: Path) -> list[Verdict]:
-    rows: list[Verdict] = []
-    for d in dirs:
-        rows += read(d)
+    shards = [(d, read(d)) for d in dirs]
+    rows = [v for _, part in shards for v in part]
     write(rows, out)
+    report(shards, out)
     return rows
 
 

@@ -321,19 +321,34 @@ def table(steps: Sequence[Step], *, title: str | None = None) -> str:
 
 @dataclass
 class Saved:
-    """A schedule saved with what it did: the file ``reconverge repro`` replays."""
+    """A schedule saved with what it did: the file ``reconverge repro`` replays.
+
+    ``original`` is the failing schedule as first found, before shrinking (optional: files
+    written before it existed, and hand-written ones, load without it). It is kept so a
+    reader can see what the shrinker removed, and ``original_confirm`` holds its k-of-n
+    confirmation next to ``meta["confirm"]`` (the shrunk one's). A replay and a regression
+    case run ``schedule`` only.
+    """
 
     schedule: Schedule
     expected: str  # the Outcome a replay must reproduce
     symptom: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    original: Schedule | None = None
+    original_confirm: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return self.schedule.to_json() | {
+        out = self.schedule.to_json() | {
             "expected": self.expected,
             "symptom": self.symptom,
             "meta": self.meta,
         }
+        if self.original is not None:
+            out["original"] = {
+                "steps": [s.to_json() for s in self.original.steps],
+                "confirm": self.original_confirm,
+            }
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], *, source: str) -> Saved:
@@ -341,4 +356,21 @@ class Saved:
         expected = str(data.get("expected", ""))
         if not expected:
             raise ReconvergeError(f"{source}: no 'expected' outcome (CONVERGED, DIVERGED, …)")
-        return cls(sched, expected, str(data.get("symptom", "")), dict(data.get("meta", {})))
+        original, confirm = None, ""
+        raw = data.get("original")
+        if raw is not None:
+            if not isinstance(raw, Mapping):
+                raise ReconvergeError(f"{source}: 'original' must be an object with 'steps'")
+            original = Schedule.from_json(
+                {"world": sched.world, "bugs": list(sched.bugs), "steps": raw.get("steps")},
+                source=f"{source} original",
+            )
+            confirm = str(raw.get("confirm", ""))
+        return cls(
+            sched,
+            expected,
+            str(data.get("symptom", "")),
+            dict(data.get("meta", {})),
+            original,
+            confirm,
+        )

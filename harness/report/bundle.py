@@ -34,6 +34,7 @@ from harness.journal.record import Record
 from harness.report import html as html_report
 from harness.report import lanes, timeline, trace
 from harness.report.matrix_view import MatrixView
+from harness.report.schedule_view import ExploreView
 
 if TYPE_CHECKING:
     import pytest
@@ -192,11 +193,13 @@ def render_report(
     repeats: dict[str, list[str | None]] | None = None,
     links: dict[str, str] | None = None,
     matrix: MatrixView | None = None,
+    explore: ExploreView | None = None,
     page_limit: int = PAGE_LIMIT,
 ) -> tuple[str, str]:
     """The HTML page and the trace JSON for ``records`` (the same picture in both; the page
     keeps the last ``page_limit`` records, numbered as in the whole journal); ``matrix``: the
-    release x case view of a version-matrix session."""
+    release x case view of a version-matrix session; ``explore``: merged explorer shards and
+    saved schedules (without records the page shows only those)."""
     whole = lanes.build(records)
     skip = max(len(records) - page_limit, 0)
     picture = lanes.build(records[skip:], first=skip + 1) if skip else whole
@@ -207,6 +210,7 @@ def render_report(
         repeats=dict(repeats or {}),
         links=dict(links or {}),
         matrix=matrix,
+        explore=explore,
     )
     page = html_report.render(picture, ctx)
     tr = trace.render(whole, metadata={"title": title, "seed": meta.get("seed", "")})

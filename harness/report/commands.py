@@ -2,14 +2,16 @@
 
 Both take a failure bundle, a run directory (kept with ``--reconverge-keep``), an artifacts
 directory or a journal file; a missing or empty one is a :class:`ReconvergeError` (one line,
-exit 2) raised by :func:`harness.report.source.load`.
+exit 2) raised by :func:`harness.report.source.load`. ``reconverge report`` also takes a
+schedule file the explorer saved (``*.json``): it has no journal, so its page shows the shrunk
+schedule next to the original (:mod:`harness.report.schedule_view`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from harness.report import bundle, matrix_view, source, timeline
+from harness.report import bundle, matrix_view, schedule_view, source, timeline
 
 
 def timeline_cmd(path: str, *, tail: int | None = None) -> int:
@@ -23,6 +25,8 @@ def timeline_cmd(path: str, *, tail: int | None = None) -> int:
 
 def report_cmd(path: str, *, output: str | None = None, trace: str | None = None) -> int:
     """Write the HTML report (default ``<dir>/report.html``) and the trace JSON beside it."""
+    if path.endswith(".json") and Path(path).is_file():
+        return _saved_schedule_report(Path(path), output)
     ev = source.load(path)
     base = ev.path if ev.path.is_dir() else ev.path.parent
     out = Path(output) if output else base / "report.html"
@@ -41,4 +45,19 @@ def report_cmd(path: str, *, output: str | None = None, trace: str | None = None
     trace_path.write_text(tr)
     print(f"report: {out}")
     print(f"trace:  {trace_path} (ui.perfetto.dev or chrome://tracing)")
+    return 0
+
+
+def _saved_schedule_report(path: Path, output: str | None) -> int:
+    """``reconverge report <saved.json>``: one page, ``<stem>.report.html`` beside the file."""
+    view = schedule_view.from_file(path)
+    out = Path(output) if output else path.with_name(path.stem + ".report.html")
+    saved = view.saved[0].saved
+    row = {"case": path.stem, "outcome": saved.expected, "symptom": saved.symptom}
+    page, _ = bundle.render_report(
+        [], title=f"saved schedule {path.name}", meta={}, verdicts=[row], explore=view
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page)
+    print(f"report: {out}")
     return 0

@@ -1,14 +1,15 @@
 """Four ``reconverge explore --shard i/4`` processes on real processes, merged into one
-verdicts.json and one JUnit by ``reconverge merge`` — what both CI shapes do, locally.
+verdicts.json, one JUnit and one report.html by ``reconverge merge`` — what both CI shapes
+do, locally.
 
 The shards run one after another (the machine is shared; in CI they run side by side) with a
 bug switch on and a small budget each, sharing one Hypothesis example database as the CI
 shapes do. Whether a given shard finds the bug inside its few schedules depends on its
 draws, which another change to the strategy may move, so the test does not pin which shard
 finds it; it pins the plumbing: one row per shard in shard order, only the outcomes a bug
-search can end in, a saved schedule for every CAUGHT row, and a merged JUnit and exit status
-that agree with the rows. docs/explore-sharding.md has a longer run where three of the four
-shards find and shrink it.
+search can end in, a saved schedule (shrunk and original) for every CAUGHT row, and a merged
+JUnit, report and exit status that agree with the rows. docs/explore-sharding.md has a
+longer run where three of the four shards find and shrink it.
 """
 
 from __future__ import annotations
@@ -71,8 +72,10 @@ def test_four_shards_merge_into_one_junit_and_one_verdicts_file(tmp_path: Path) 
         saved = sorted((out / "failures").glob("*.json"))
         if outcome == "CAUGHT":
             [one] = saved
-            meta = json.loads(one.read_text())["meta"]
+            data = json.loads(one.read_text())
+            meta = data["meta"]
             assert meta["steps_after"] <= meta["steps_before"], meta
+            assert len(data["original"]["steps"]) == meta["steps_before"], data
         else:
             assert saved == []
     suite = ET.parse(merged / "junit.xml").getroot()
@@ -80,4 +83,12 @@ def test_four_shards_merge_into_one_junit_and_one_verdicts_file(tmp_path: Path) 
     assert suite.get("failures") == str(outcomes.count("MISSED"))
     assert len(suite.findall("testcase")) == N
     assert done.returncode == (0 if "MISSED" not in outcomes else 1)
+    # one report for the merged shards: each row with its shard, each saved failure's tables
+    page = (merged / "report.html").read_text()
+    for out in outs:
+        assert f"<td>{out}</td>" in page
+    caught = outcomes.count("CAUGHT")
+    assert f"{caught} saved failing schedule(s)" in page
+    assert page.count('class="steps shrunk"') == caught
+    assert page.count('class="steps original"') == caught
     print(f"merged outcomes: {outcomes}")

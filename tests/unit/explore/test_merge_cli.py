@@ -1,17 +1,19 @@
-"""Shard outputs merge into one verdicts.json and one JUnit; the explore options fail
-with one clear line before anything starts."""
+"""Shard outputs merge into one verdicts.json, one JUnit and one report.html; the explore
+options fail with one clear line before anything starts."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import pytest
 
 from harness.errors import ReconvergeError
-from harness.explore import cli, merge
+from harness.explore import cli, merge, regress
+from harness.explore import schedule as S
 from harness.verdict import Verdict
 
 
@@ -33,6 +35,51 @@ def test_merge_concatenates_shards_and_builds_one_junit(tmp_path: Path):
     assert suite.get("tests") == "2" and suite.get("failures") == "1"
     failed = [c for c in suite if c.find("failure") is not None]
     assert [c.get("name") for c in failed] == ["seed 1 shard 1/2 [buggy]"]
+
+
+SHRUNK = S.Schedule(
+    (S.Create("sb0"), S.ShimFault("sb0", "Shutdown", "before", "error", "boom"), S.Delete("sb0")),
+    bugs=("runtime.delete_not_retriable",),
+)
+ORIGINAL = S.Schedule(
+    (S.Create("sb0"), S.Pause("sb0", 0.4), *SHRUNK.steps[1:], S.Create("sb1"), S.Heal()),
+    bugs=SHRUNK.bugs,
+)
+
+
+def test_merge_writes_one_report_with_shard_origins_schedules_and_counts(tmp_path: Path):
+    """The page holds the facts: which shard gave which row, each saved failure shrunk next
+    to original with both k-of-n figures, the counts — and nothing it would fetch."""
+    dirs = [tmp_path / "shard-0", tmp_path / "shard-1"]
+    merge.write([_row("seed 1 shard 0/2", "buggy", "MISSED")], dirs[0])
+    merge.write([_row("seed 1 shard 1/2", "buggy", "CAUGHT")], dirs[1])
+    saved = S.Saved(
+        SHRUNK,
+        "DIVERGED",
+        "convergence: sb0 leaked <shim>",
+        {"seed": 1, "confirm": "failed 2 of 2 run(s) (confirm: 2 of at most 3)"},
+        original=ORIGINAL,
+        original_confirm="failed 3 of 3 run(s) (confirm: 2 of at most 3)",
+    )
+    path = regress.save(saved, dirs[1] / "failures", "delete-not-retriable-1")
+    merge.merge(dirs, tmp_path / "out")
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "<script src" not in page and "http://" not in page and "https://" not in page
+    merged = page[page.index('id="merged"') : page.index('id="schedules"')]
+    assert re.search(r"shard-0</td><td>seed 1 shard 0/2</td><td>buggy</td><td>.*MISSED", merged)
+    assert re.search(r"shard-1</td><td>seed 1 shard 1/2</td><td>buggy</td><td>.*CAUGHT", merged)
+    assert "2 row(s) from 2 shard(s); CAUGHT 1, MISSED 1; 1 saved failing schedule(s)" in merged
+    one = page[page.index('id="schedule-1"') :]
+    assert str(path) in one and "convergence: sb0 leaked &lt;shim&gt;" in one
+    shrunk = one[one.index('class="steps shrunk"') : one.index('class="steps original"')]
+    original = one[one.index('class="steps original"') :]
+    assert re.findall(r"<td>(T\d+)</td>", shrunk) == ["T1", "T2", "T3"]
+    assert re.findall(r"<td>(T\d+)</td>", original) == [f"T{i}" for i in range(1, 7)]
+    assert "fault shim.Shutdown.before=1*error(boom) on sb0" in shrunk
+    assert "pause sb0 (caller deadline 0.4s)" in original
+    assert "failed 2 of 2 run(s) (confirm: 2 of at most 3)" in one
+    assert "failed 3 of 3 run(s) (confirm: 2 of at most 3)" in one
+    assert 'id="swimlanes"' not in page  # a merge has no journal to draw
 
 
 def test_merge_of_a_dir_without_verdicts_is_one_clear_error(tmp_path: Path):

@@ -133,3 +133,30 @@ def test_fault_menu_filter_and_its_error():
     assert strategy.menu([]) == strategy.FAULT_MENU
     with pytest.raises(ReconvergeError, match="matches no fault"):
         strategy.menu(["Frobnicate"])
+
+
+def test_saved_keeps_the_original_schedule_and_its_confirmation():
+    saved = S.Saved(
+        S.Schedule(EVERY_STEP[:2], bugs=("runtime.delete_not_retriable",)),
+        "DIVERGED",
+        "leak",
+        {"seed": 3, "confirm": "failed 2 of 2 run(s) (confirm: 2 of at most 3)"},
+        original=S.Schedule(EVERY_STEP[:5], bugs=("runtime.delete_not_retriable",)),
+        original_confirm="failed 3 of 3 run(s) (confirm: 2 of at most 3)",
+    )
+    data = json.loads(json.dumps(saved.to_json()))
+    assert len(data["original"]["steps"]) == 5 and len(data["steps"]) == 2
+    again = S.Saved.from_json(data, source="x")
+    assert again == saved
+    # a replay runs the shrunk schedule: the top-level steps are unchanged
+    assert S.Schedule.from_json(data, source="x") == saved.schedule
+
+
+def test_saved_without_original_loads_and_a_bad_original_is_one_clear_error():
+    old = S.Saved(S.Schedule(EVERY_STEP[:2]), "DIVERGED", "leak", {"seed": 3}).to_json()
+    assert "original" not in old
+    assert S.Saved.from_json(old, source="x").original is None
+    with pytest.raises(ReconvergeError, match="'original' must be an object"):
+        S.Saved.from_json(old | {"original": [1]}, source="x")
+    with pytest.raises(ReconvergeError, match="x original: 'steps' must be a list"):
+        S.Saved.from_json(old | {"original": {}}, source="x")

@@ -1,0 +1,181 @@
+"""Explorer output on the report page: merged shard verdicts and saved failing schedules.
+
+Why a view of its own: ``reconverge merge`` has no journal to draw — its facts are the
+shards' verdict rows (which shard found what) and the schedule files they saved — and a
+saved schedule is read as two T1…Tn tables, the shrunk one a replay runs next to the
+original the explorer first found, each with its k-of-n confirmation. The page around it
+(header, styles, script) is :func:`harness.report.html.render`'s; this module only builds
+sections from :mod:`harness.explore.schedule`'s model so the page and ``reconverge repro``
+read a file the same way.
+
+Two sources, one shape (:class:`ExploreView`):
+
+- ``reconverge merge DIR…`` (:func:`from_shards`): each shard's ``verdicts.json`` rows with
+  the directory they came from, and its ``failures/*.json``;
+- ``reconverge report <saved.json>`` (:func:`from_file`): one saved schedule.
+"""
+
+from __future__ import annotations
+
+import html
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.explore import regress
+from harness.explore import schedule as S
+
+#: outcomes drawn green (as on the rest of the page)
+_GOOD = frozenset({"PASSED", "CONVERGED", "CAUGHT"})
+
+
+@dataclass(frozen=True)
+class SavedFile:
+    """A saved failing schedule and where it was read from (shown as its origin)."""
+
+    origin: str
+    saved: S.Saved
+
+
+@dataclass
+class ExploreView:
+    """Verdict rows tagged with their shard, plus the saved schedules to draw."""
+
+    #: (shard origin, verdict row as a dict) in merge order
+    rows: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    saved: list[SavedFile] = field(default_factory=list)
+    shards: int = 0
+
+
+def from_shards(shards: Sequence[tuple[Path, Sequence[dict[str, Any]]]]) -> ExploreView:
+    """The view of merged shard outputs: ``(directory, rows)`` per shard, in merge order;
+    each directory's ``failures/*.json`` are its saved schedules (a malformed one raises
+    :class:`ReconvergeError`, one clear line: skipping it would hide a failure)."""
+    view = ExploreView(shards=len(shards))
+    for directory, rows in shards:
+        origin = str(directory)
+        view.rows += [(origin, dict(r)) for r in rows]
+        for f in sorted((directory / "failures").glob("*.json")):
+            view.saved.append(SavedFile(str(f), regress.load(f)))
+    return view
+
+
+def from_file(path: Path) -> ExploreView:
+    """The view of one saved schedule file (``reconverge report <saved.json>``)."""
+    return ExploreView(saved=[SavedFile(str(path), regress.load(path))])
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _badge(outcome: str) -> str:
+    kind = "good" if outcome in _GOOD else "skip" if outcome == "SKIPPED" else "bad"
+    return f'<span class="badge {kind}">{_e(outcome)}</span>'
+
+
+def steps_table(sched: S.Schedule, cls: str) -> str:
+    """T1…Tn, one row per step (the rows of :func:`harness.explore.schedule.table`)."""
+    if not sched.steps:
+        return '<p class="none">(empty schedule)</p>'
+    body = "".join(
+        f"<tr><td>T{i}</td><td>{_e(s.op)}</td><td>{_e(s.describe())}</td></tr>"
+        for i, s in enumerate(sched.steps, 1)
+    )
+    return (
+        f'<table class="steps {cls}"><thead><tr><th>T</th><th>step</th><th>detail</th></tr>'
+        f"</thead><tbody>{body}</tbody></table>"
+    )
+
+
+def _one(n: int, item: SavedFile) -> str:
+    s = item.saved
+    meta = s.meta
+    shrunk = (
+        f'<div class="sched-col"><h4>shrunk: {len(s.schedule)} step(s) (what a replay runs)'
+        f'</h4><p class="confirm">{_e(meta.get("confirm") or "confirmation not recorded")}</p>'
+        + steps_table(s.schedule, "shrunk")
+        + "</div>"
+    )
+    if s.original is not None:
+        original = (
+            f'<div class="sched-col"><h4>original: {len(s.original)} step(s) (as first found)'
+            f'</h4><p class="confirm">{_e(s.original_confirm or "confirmation not recorded")}'
+            "</p>" + steps_table(s.original, "original") + "</div>"
+        )
+    else:
+        before = meta.get("steps_before")
+        original = (
+            '<div class="sched-col"><h4>original</h4><p class="none">not in this file (saved '
+            "before the original schedule was recorded"
+            + (f"; it had {_e(before)} step(s)" if before is not None else "")
+            + ")</p></div>"
+        )
+    facts = [
+        ("bugs", ", ".join(s.schedule.bugs) or "none (all fixes on)"),
+        ("seed", meta.get("seed", "")),
+        ("check", meta.get("check", "")),
+        ("time to find", f"{meta['time_to_find_s']}s" if "time_to_find_s" in meta else ""),
+        ("found by", meta.get("command", "")),
+    ]
+    return (
+        f'<div class="saved-schedule" id="schedule-{n}"><h3>{_badge(s.expected)} '
+        f"{_e(item.origin)}</h3>"
+        f'<p class="symptom">{_e(s.symptom)}</p>'
+        '<dl class="facts">'
+        + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in facts if v not in ("", None))
+        + "</dl>"
+        + f'<pre class="replay">reconverge repro {_e(item.origin)}</pre>'
+        + f'<div class="sched-pair">{shrunk}{original}</div></div>'
+    )
+
+
+def _shards(view: ExploreView) -> str:
+    if not view.shards:
+        return ""
+    counts = Counter(str(r.get("outcome", "?")) for _, r in view.rows)
+    summary = (
+        f'<p id="merge-counts">{len(view.rows)} row(s) from {view.shards} shard(s); '
+        + ", ".join(f"{_e(o)} {k}" for o, k in sorted(counts.items()))
+        + f"; {len(view.saved)} saved failing schedule(s)</p>"
+    )
+    body = "".join(
+        f"<tr><td>{_e(origin)}</td><td>{_e(r.get('case', ''))}</td>"
+        f"<td>{_e(r.get('variant', ''))}</td><td>{_badge(str(r.get('outcome', '?')))}</td>"
+        f"<td>{_e(r.get('symptom', ''))}</td></tr>"
+        for origin, r in view.rows
+    )
+    return (
+        '<section id="merged"><h2>Merged shards</h2>'
+        + summary
+        + '<table class="merged"><thead><tr><th>shard</th><th>case</th><th>variant</th>'
+        f"<th>verdict</th><th>symptom</th></tr></thead><tbody>{body}</tbody></table></section>"
+    )
+
+
+def render(view: ExploreView | None) -> str:
+    """The sections for ``view`` ("" without one, so other pages are unchanged)."""
+    if view is None:
+        return ""
+    saved = (
+        "".join(_one(n, item) for n, item in enumerate(view.saved, 1))
+        if view.saved
+        else '<p class="none">no failing schedule was saved</p>'
+    )
+    return (
+        _shards(view)
+        + '<section id="schedules"><h2>Saved failing schedules: shrunk next to original</h2>'
+        + saved
+        + "</section>"
+    )
+
+
+CSS = """
+.sched-pair{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}
+.sched-col h4{margin:6px 0 2px;font-size:13px}.confirm{margin:2px 0;color:#555}
+.saved-schedule{border-top:1px solid #ddd;padding-top:6px;margin-top:10px}
+.saved-schedule h3{word-break:break-all}
+pre.replay{background:#f1f1f1;border:1px solid #ddd;padding:4px 8px;margin:4px 0}
+"""
