@@ -148,6 +148,20 @@ class Containerd:
                 return parts[-1]
         return "ABSENT"
 
+    def run_stub_task(self, namespace: str, cid: str, *annotations: str) -> None:
+        """``ctr run -d --null-io`` of ``cid`` on the stub runtime (an empty rootfs will do:
+        the stub runs no image), each ``key=value`` annotation passed with ``--annotation``.
+
+        Why here: every by-hand task (tests, ``reconverge up``'s printed line) starts the same
+        way, and the ``--rootfs`` argument order is easy to get wrong (its path comes first).
+        """
+        rootfs = self.dir / "rootfs"
+        rootfs.mkdir(exist_ok=True)
+        args = ["run", "-d", "--null-io", "--runtime", STUB_RUNTIME]
+        for a in annotations:
+            args += ["--annotation", a]
+        self.ctr(namespace, *args, "--rootfs", str(rootfs), cid)
+
     def remove_task(self, namespace: str, cid: str, *, timeout: float = 10.0) -> None:
         """Kill (SIGKILL), wait until STOPPED, delete the task and the container."""
         from harness.wait import wait_for

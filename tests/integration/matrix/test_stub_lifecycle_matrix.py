@@ -13,7 +13,6 @@ import pytest
 from harness.checks import leaks
 from harness.matrix.fixtures import containerd, containerd_grpc_relay  # noqa: F401 (per release)
 from harness.matrix.upstream import Upstream
-from harness.providers.containerd import STUB_RUNTIME
 
 pytestmark = pytest.mark.needs("containerd")
 
@@ -23,11 +22,7 @@ SMOKE = Upstream(reference="none: the stub's create/start/pause/resume/kill/dele
 @pytest.mark.containerd_matrix(SMOKE)
 def test_stub_lifecycle(containerd_version, containerd, ctd_namespace, reconverge_run):  # noqa: F811
     ns, cid = ctd_namespace, "life"
-    rootfs = containerd.dir / "rootfs"
-    rootfs.mkdir(exist_ok=True)
-    containerd.ctr(
-        ns, "run", "-d", "--null-io", "--runtime", STUB_RUNTIME, "--rootfs", str(rootfs), cid
-    )
+    containerd.run_stub_task(ns, cid)
     assert containerd.task_status(ns, cid) == "RUNNING"
     containerd.ctr(ns, "task", "pause", cid)
     assert containerd.task_status(ns, cid) == "PAUSED"

@@ -17,7 +17,6 @@ import pytest
 
 from harness import janitor
 from harness.checks import leaks
-from harness.providers.containerd import STUB_RUNTIME
 from harness.shim import identity
 from harness.wait import wait_for
 
@@ -98,11 +97,7 @@ def test_restart_reconnects_to_the_live_shim(kill, containerd, ctd_namespace, re
     containerd lost the task and started over, which is not a reconnect.
     """
     ns, cid = ctd_namespace, "survivor"
-    rootfs = containerd.dir / "rootfs"
-    rootfs.mkdir(exist_ok=True)
-    containerd.ctr(
-        ns, "run", "-d", "--null-io", "--runtime", STUB_RUNTIME, "--rootfs", str(rootfs), cid
-    )
+    containerd.run_stub_task(ns, cid)
     (shim,) = [e for e in leaks.registry(reconverge_run.dir) if e.get("namespace") == ns]
     old_pid = containerd.proc.pid
     containerd.restart(kill=kill)

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from harness.checks import leaks
-from harness.providers.containerd import STUB_RUNTIME
 from harness.shim import identity
 from harness.verdict import Unobservable
 
@@ -24,11 +23,7 @@ pytestmark = pytest.mark.needs("containerd")
 
 
 def _run_stub(containerd, ns: str, cid: str) -> None:
-    rootfs = containerd.dir / "rootfs"
-    rootfs.mkdir(exist_ok=True)
-    containerd.ctr(
-        ns, "run", "-d", "--null-io", "--runtime", STUB_RUNTIME, "--rootfs", str(rootfs), cid
-    )
+    containerd.run_stub_task(ns, cid)
 
 
 def _all_kinds(containerd, ns: str) -> dict[str, object]:
@@ -105,15 +100,11 @@ def test_a_containerd_that_cannot_answer_is_unobservable_not_clean(tmp_path):
 
 
 LEFT_BEHIND = """
-from harness.providers.containerd import STUB_RUNTIME
 from harness.shim import identity
 from harness.verdict import Unobservable
 
 def _run(containerd, ns, cid):
-    rootfs = containerd.dir / "rootfs"
-    rootfs.mkdir(exist_ok=True)
-    containerd.ctr(ns, "run", "-d", "--null-io", "--runtime", STUB_RUNTIME,
-                   "--rootfs", str(rootfs), cid)
+    containerd.run_stub_task(ns, cid)
 
 def test_with_namespace(containerd, ctd_namespace):
     _run(containerd, ctd_namespace, "forgotten")

@@ -6,7 +6,7 @@ import pytest
 
 from harness import binaries
 from harness.checks import leaks
-from harness.providers.containerd import STUB_RUNTIME, Containerd
+from harness.providers.containerd import Containerd
 
 VERSION = "v2.1.5"
 
@@ -25,9 +25,7 @@ def test_stub_lifecycle_on_containerd_2x(reconverge_run, request):
             "default", "version"
         )
         ns, cid = "v2x", "on2x"
-        rootfs = c.dir / "rootfs"
-        rootfs.mkdir(exist_ok=True)
-        c.ctr(ns, "run", "-d", "--null-io", "--runtime", STUB_RUNTIME, "--rootfs", str(rootfs), cid)
+        c.run_stub_task(ns, cid)
         assert c.task_status(ns, cid) == "RUNNING"
         c.ctr(ns, "task", "pause", cid)
         assert c.task_status(ns, cid) == "PAUSED"

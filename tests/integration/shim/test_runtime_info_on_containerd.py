@@ -18,7 +18,7 @@ from harness import binaries
 from harness.checks import leaks
 from harness.journal import merge
 from harness.protos import runtime_info_pb2
-from harness.providers.containerd import STUB_RUNTIME, Containerd
+from harness.providers.containerd import Containerd
 from harness.shim import launcher, main, warm
 
 pytestmark = pytest.mark.needs("containerd")
@@ -76,20 +76,8 @@ def test_containerd_2x_loads_the_stub_runtime_info(reconverge_run, request, vers
     c = Containerd(reconverge_run, version=version, name=f"containerd-info-{version}").start()
     try:
         ns = f"info-{version}"
-        rootfs = c.dir / "rootfs"
-        rootfs.mkdir(exist_ok=True)
         for cid in ("first", "second"):  # the answer is cached; a failure is logged each time
-            c.ctr(
-                ns,
-                "run",
-                "-d",
-                "--null-io",
-                "--runtime",
-                STUB_RUNTIME,
-                "--rootfs",
-                str(rootfs),
-                cid,
-            )
+            c.run_stub_task(ns, cid)
             assert c.task_status(ns, cid) == "RUNNING"
         for cid in ("first", "second"):
             c.remove_task(ns, cid)

@@ -18,12 +18,7 @@ FP = ANNOTATION_PREFIX
 
 
 def _run(containerd, ns: str, cid: str, *annotations: str) -> None:
-    rootfs = containerd.dir / "rootfs"
-    rootfs.mkdir(exist_ok=True)
-    args = ["run", "-d", "--null-io", "--runtime", STUB_RUNTIME, "--rootfs"]
-    for a in annotations:
-        args += ["--annotation", a]
-    containerd.ctr(ns, *args, str(rootfs), cid)  # --rootfs: the first argument is a path
+    containerd.run_stub_task(ns, cid, *annotations)
 
 
 def _events(containerd, ns: str) -> subprocess.Popen:

@@ -21,7 +21,7 @@ import pytest
 from harness import janitor
 from harness.checks import leaks
 from harness.journal import merge
-from harness.providers.containerd import STUB_RUNTIME, Containerd
+from harness.providers.containerd import Containerd
 from harness.shim import identity, launcher, warm
 from harness.wait import wait_for
 
@@ -29,9 +29,7 @@ pytestmark = pytest.mark.needs("containerd")
 
 
 def _run(c: Containerd, ns: str, cid: str) -> None:
-    rootfs = c.dir / "rootfs"
-    rootfs.mkdir(exist_ok=True)
-    c.ctr(ns, "run", "-d", "--null-io", "--runtime", STUB_RUNTIME, "--rootfs", str(rootfs), cid)
+    c.run_stub_task(ns, cid)
 
 
 def _entry(run_dir: Path, ns: str, cid: str) -> dict[str, Any]:
@@ -179,10 +177,7 @@ KILLED = """
 import json, os, signal
 
 def test_killed(containerd, ctd_namespace, reconverge_run):
-    rootfs = containerd.dir / "rootfs"
-    rootfs.mkdir(exist_ok=True)
-    containerd.ctr(ctd_namespace, "run", "-d", "--null-io", "--runtime",
-                   "io.containerd.stub.v2", "--rootfs", str(rootfs), "orphan")
+    containerd.run_stub_task(ctd_namespace, "orphan")
     (reconverge_run.dir / "seen.json").write_text(json.dumps(
         [json.loads(p.read_text()) for p in (reconverge_run.dir / "shims").glob("*.json")]))
     os.kill(os.getpid(), signal.SIGKILL)
