@@ -1,4 +1,4 @@
-"""Shared by the integration tests: a pytest run that dies by SIGKILL, and its sweep."""
+"""Shared by the integration tests: a pytest run that dies by SIGKILL and its sweep; actionlint."""
 
 from __future__ import annotations
 
@@ -68,3 +68,12 @@ def killed_run(tmp_path: Path, short_run_root: Path) -> Callable[[str], KilledRu
         return KilledRun(run_dir, env)
 
     return run
+
+
+@pytest.fixture(scope="module")
+def actionlint(request: pytest.FixtureRequest) -> Path:
+    """The cached actionlint binary, for every test that lints a workflow file
+    (found, or failed/skipped per strictness, by ``tests/integration/actionlint_tool.py``)."""
+    from tests.integration.actionlint_tool import find_actionlint
+
+    return find_actionlint(request.config)

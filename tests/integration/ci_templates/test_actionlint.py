@@ -12,16 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.actionlint_tool import find_actionlint, lint
+from tests.integration.actionlint_tool import lint
 
 REPO = Path(__file__).resolve().parents[3]
 WORKFLOW = REPO / "fixtures" / "ci" / "github" / "reconverge.yml"
-
-
-@pytest.fixture(scope="module")
-def actionlint(request: pytest.FixtureRequest) -> Path:
-    """The cached actionlint binary (``tests/integration/actionlint_tool.py``)."""
-    return find_actionlint(request.config)
 
 
 def test_the_workflow_template_passes_actionlint(actionlint: Path) -> None:

@@ -20,15 +20,10 @@ import pytest
 import yaml
 
 from harness.cli import build_parser
-from tests.integration.actionlint_tool import find_actionlint, lint
+from tests.integration.actionlint_tool import lint
 
 REPO = Path(__file__).resolve().parents[3]
 WORKFLOW = REPO / "fixtures" / "explore" / "github-explore-shards.yml"
-
-
-@pytest.fixture(scope="module")
-def actionlint(request: pytest.FixtureRequest) -> Path:
-    return find_actionlint(request.config)
 
 
 def test_the_workflow_passes_actionlint(actionlint: Path) -> None:
