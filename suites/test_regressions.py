@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from harness.explore import regress
-from harness.explore.execute import Executor
+from harness.explore.sandbox.execute import Executor
 from harness.explore.schedule import Schedule
 from harness.verdict import Finding
 

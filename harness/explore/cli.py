@@ -171,7 +171,7 @@ def quiet_asyncio() -> None:
 
 
 def explore_main(args: argparse.Namespace) -> int:
-    from harness.explore import strategy
+    from harness.explore.sandbox import strategy
 
     quiet_asyncio()
 
@@ -190,13 +190,13 @@ def explore_main(args: argparse.Namespace) -> int:
 
 def _world(opts: Any) -> Any:
     from harness.explore.engine import derive
-    from harness.explore.world import SandboxWorld
+    from harness.explore.sandbox.world import SandboxWorld
 
     return SandboxWorld(seed=derive(opts.seed, "world", *opts.shard))
 
 
 def _runner(world: Any) -> Any:
-    from harness.explore.execute import Executor
+    from harness.explore.sandbox.execute import Executor
 
     def run(sched: Any, label: str) -> Any:
         with world.env(label) as env:

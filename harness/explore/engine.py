@@ -24,7 +24,7 @@ stops quickly and replays its smallest failure, which is cached.
 
 Determinism: one master seed (and the shard) derives Hypothesis's seed, namespace names
 and the world's run seed (toxiproxy ``-seed``); every example's draws are journaled with
-their index (:class:`harness.explore.strategy.DrawLog`) in ``decisions.jsonl``, which
+their index (:class:`harness.explore.draws.DrawLog`) in ``decisions.jsonl``, which
 ``--check-determinism`` diffs between two runs of one seed.
 """
 
@@ -44,8 +44,9 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 
 from harness import journal
 from harness.explore import schedule as S
-from harness.explore import strategy as strat
-from harness.explore.execute import Result
+from harness.explore.draws import DrawLog
+from harness.explore.result import Result
+from harness.explore.sandbox import strategy as strat
 from harness.verdict import Outcome
 
 #: (k, n): a failure counts once it failed k of at most n runs
@@ -288,7 +289,7 @@ class Explorer:
     # -- the search ----------------------------------------------------------------------------
     def search(self) -> Finding:
         o = self.o
-        draw_log = strat.DrawLog()
+        draw_log = DrawLog()
         strategy = strat.schedules(
             max_steps=o.max_steps,
             sandboxes=o.sandboxes,

@@ -55,8 +55,8 @@ def repro(path_text: str, *, times: int = REPRO_TIMES, seed: int | None = None) 
     import secrets
 
     from harness.explore.cli import quiet_asyncio
-    from harness.explore.execute import Executor
-    from harness.explore.world import SandboxWorld
+    from harness.explore.sandbox.execute import Executor
+    from harness.explore.sandbox.world import SandboxWorld
 
     quiet_asyncio()
     path = Path(path_text)

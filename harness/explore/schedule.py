@@ -4,7 +4,7 @@ Why data and not code: a schedule the explorer found must be saved, printed, shr
 and replayed by someone who never saw the run that found it. So every step is a small frozen
 dataclass with a JSON form (``{"op": "pause", "sandbox": "sb0", "timeout": 0.4}``) and a
 one-line description; :func:`table` draws a schedule as the same T1…Tn table the timelines
-use. Nothing here touches a process: :mod:`harness.explore.execute` gives the steps meaning.
+use. Nothing here touches a process: :mod:`harness.explore.sandbox.execute` gives the steps meaning.
 
 Logical time: a fault fires on an *event* — "the 2nd Delete" is ``nth=2``, which becomes
 the failpoint term ``1*off->1*<action>`` (the first evaluation passes, the second fires) —

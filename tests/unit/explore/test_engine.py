@@ -7,7 +7,7 @@ import itertools
 
 from harness.explore import schedule as S
 from harness.explore.engine import Explorer, Options, derive
-from harness.explore.execute import Result
+from harness.explore.result import Result
 from harness.verdict import Finding
 
 

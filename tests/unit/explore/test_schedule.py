@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from harness.errors import ReconvergeError
 from harness.explore import schedule as S
-from harness.explore import strategy
+from harness.explore.draws import DrawLog
+from harness.explore.sandbox import strategy
 
 EVERY_STEP = (
     S.Create("sb0"),
@@ -114,7 +115,7 @@ def test_saved_keeps_expected_symptom_and_meta():
 @settings(max_examples=60, deadline=None)
 @given(st.data())
 def test_drawn_schedules_are_valid_and_round_trip(data):
-    log = strategy.DrawLog()
+    log = DrawLog()
     sched = data.draw(strategy.schedules(max_steps=6, sandboxes=2, log=log))
     assert 1 <= len(sched) <= 6
     assert S.Schedule.loads(sched.dumps()) == sched

@@ -22,6 +22,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from harness.explore import schedule as S
+from harness.explore.draws import DrawLog
 
 
 @dataclass(frozen=True)
@@ -78,23 +79,6 @@ def menu(only: Sequence[str] = ()) -> tuple[FaultChoice, ...]:
         known = ", ".join(f.name for f in FAULT_MENU)
         raise ReconvergeError(f"--faults {','.join(only)} matches no fault; known: {known}")
     return chosen
-
-
-@dataclass
-class DrawLog:
-    """Draws of the current example: ``(index, what, value)``; ``reset`` per example."""
-
-    draws: list[tuple[int, str, Any]] = field(default_factory=list)
-
-    def reset(self) -> None:
-        self.draws = []
-
-    def note(self, what: str, value: Any) -> Any:
-        """Journal one draw; a set is journaled sorted (JSON has no sets, order must be
-        stable for the diff)."""
-        shown = sorted(value) if isinstance(value, (set, frozenset)) else value
-        self.draws.append((len(self.draws), what, shown))
-        return value
 
 
 @dataclass
