@@ -50,6 +50,7 @@ class ReconcilerHost:
         self.rec: SandboxReconciler | None = None
         self.client: ContainerdClient | None = None
         self.generation = 0
+        self._incarnations: dict[str, int] = {}  # shared with every reconciler generation
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -81,6 +82,7 @@ class ReconcilerHost:
             bugs=self.bugs,
             timing=self.timing,
             generation=self.generation,
+            incarnations=self._incarnations,
         )
         await self.rec.start(recover=recover)
 
@@ -136,6 +138,10 @@ class ReconcilerHost:
         """Begin a pause without waiting (a concurrent.futures.Future of its outcome)."""
         return asyncio.run_coroutine_threadsafe(self._catch(self.r.pause(sid, timeout)), self.loop)
 
+    def start_resume(self, sid: str, timeout: float | None = None) -> Any:
+        """Begin a resume without waiting (a concurrent.futures.Future of its outcome)."""
+        return asyncio.run_coroutine_threadsafe(self._catch(self.r.resume(sid, timeout)), self.loop)
+
     def call_soon_stop(self, sid: str, timeout: float) -> Any:
         """Begin a stop without waiting (a concurrent.futures.Future of its outcome)."""
         return asyncio.run_coroutine_threadsafe(
@@ -173,6 +179,25 @@ class ReconcilerHost:
                 "last_rpc_end": r.runtime.last_call_end,
                 "generation": self.generation,
             }
+
+        return self.call(read(), timeout=10)
+
+    def pid(self, sid: str) -> int | None:
+        """The task pid the record holds for ``sid`` (None: no record, or no pid yet)."""
+
+        async def read() -> int | None:
+            sb = self.r.sandboxes.get(sid)
+            return (sb.first.pid or None) if sb is not None else None
+
+        return self.call(read(), timeout=10)
+
+    def incarnation(self, sid: str) -> int | None:
+        """How many times ``sid`` was created through this host (None: never): it grows
+        each time the id is created again, across reconciler restarts, so a checker can
+        tell a re-created sandbox from the one it replaced."""
+
+        async def read() -> int | None:
+            return self._incarnations.get(sid)
 
         return self.call(read(), timeout=10)
 

@@ -59,6 +59,7 @@ class SandboxReconciler:
         bugs: Iterable[str] = (),
         timing: Timing | None = None,
         generation: int = 0,
+        incarnations: dict[str, int] | None = None,
     ) -> None:
         self.runtime = runtime
         self.runtime_name = runtime_name
@@ -80,6 +81,9 @@ class SandboxReconciler:
         self._watchers: dict[str, asyncio.Task[Any]] = {}
         self._ops: set[asyncio.Task[Any]] = set()
         self.crashed = False
+        # creations per sandbox id; the host passes its own dict so the count outlives a
+        # restart (a checker tells a re-created sandbox from the one it replaced by it)
+        self.incarnations: dict[str, int] = incarnations if incarnations is not None else {}
 
     # -- shared helpers ----------------------------------------------------------------------
     def bug(self, name: str) -> bool:
@@ -193,6 +197,7 @@ class SandboxReconciler:
         # a DeadGC pass during a slow create would otherwise probe a task that does not
         # exist yet, mark the sandbox unknown, and a later stop would find it "exited"
         self.sandboxes[sid] = sb
+        self.incarnations[sid] = self.incarnations.get(sid, 0) + 1
         sb.shim_address = self.runtime.shim_address(sid)
         self.write(sb, "create", pid=pid, started_at=now_ns())
         self.persist(sb)
