@@ -40,7 +40,13 @@ def register(sub: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    e.add_argument("--world", choices=("sandbox",), default="sandbox", help="what to explore")
+    e.add_argument(
+        "--world",
+        choices=("sandbox", "claims"),
+        default="sandbox",
+        help="sandbox: containerd + stub shim + sandbox reconciler; claims: etcd + "
+        "kube-apiserver + claim operator (default sandbox)",
+    )
     e.add_argument(
         "--minutes", type=float, default=5.0, metavar="N", help="search budget (default 5)"
     )
@@ -141,14 +147,14 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def _options(args: argparse.Namespace, seed: int) -> Any:
+    from harness.explore import worlds
     from harness.explore.engine import Options
-    from harness.reconciler.sandbox import bugs
 
-    bugs.validate(args.bug)  # one clear line for a misspelt switch, before anything starts
     if args.minutes <= 0 or args.max_examples < 1 or args.max_steps < 1:
         raise ReconvergeError("--minutes, --max-examples and --max-steps must be positive")
-    return Options(
+    opts = Options(
         seed=seed,
+        world=args.world,
         minutes=args.minutes,
         max_examples=args.max_examples,
         max_steps=args.max_steps,
@@ -160,6 +166,9 @@ def _options(args: argparse.Namespace, seed: int) -> Any:
         shard=parse_shard(args.shard),
         database=Path(args.database) if args.database else None,
     )
+    # one clear line for a misspelt switch or fault prefix, before anything starts
+    worlds.hooks(opts.world).validate(opts)
+    return opts
 
 
 def quiet_asyncio() -> None:
@@ -171,13 +180,10 @@ def quiet_asyncio() -> None:
 
 
 def explore_main(args: argparse.Namespace) -> int:
-    from harness.explore.sandbox import strategy
-
     quiet_asyncio()
 
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     opts = _options(args, seed)
-    strategy.menu(opts.faults)  # validate --faults up front
     out = Path(args.out or f"explore-out/{seed}")
     out.mkdir(parents=True, exist_ok=True)
     if args.check_determinism:
@@ -189,20 +195,11 @@ def explore_main(args: argparse.Namespace) -> int:
 
 
 def _world(opts: Any) -> Any:
+    """The world's servers for this run; entering it yields ``run(schedule, label)``."""
+    from harness.explore import worlds
     from harness.explore.engine import derive
-    from harness.explore.sandbox.world import SandboxWorld
 
-    return SandboxWorld(seed=derive(opts.seed, "world", *opts.shard))
-
-
-def _runner(world: Any) -> Any:
-    from harness.explore.sandbox.execute import Executor
-
-    def run(sched: Any, label: str) -> Any:
-        with world.env(label) as env:
-            return Executor(env, sched).run()
-
-    return run
+    return worlds.hooks(opts.world).runner(derive(opts.seed, "world", *opts.shard))
 
 
 def explore(
@@ -219,7 +216,7 @@ def explore(
     decisions.write_text("")
     i, n = opts.shard
     print(
-        f"explore sandbox: seed {opts.seed} shard {i}/{n} (hypothesis seed "
+        f"explore {opts.world}: seed {opts.seed} shard {i}/{n} (hypothesis seed "
         f"{opts.hypothesis_seed}), bugs {', '.join(opts.bugs) or 'none (all fixes on)'}, "
         f"{opts.minutes:g} min, confirm {opts.confirm[0]} of at most {opts.confirm[1]} runs",
         flush=True,
@@ -228,8 +225,8 @@ def explore(
     if given is not None:
         sched = regress.load(given).schedule
         sched = S.Schedule(sched.steps, world=sched.world, bugs=tuple(opts.bugs))
-    with _world(opts) as world:
-        explorer = Explorer(opts, _runner(world), decisions=decisions, log=_say)
+    with _world(opts) as run:
+        explorer = Explorer(opts, run, decisions=decisions, log=_say)
         found = explorer.search() if sched is None else explorer.shrink(sched)
     saved_path = None
     if found.minimal is not None:
@@ -276,7 +273,7 @@ def save_failure(opts: Any, found: Any, directory: Path, regressions: Path | Non
         "confirm": minimal.confirmation(k, most),
         "check": res.check if res else "",
         "found": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "command": "reconverge explore --world sandbox"
+        "command": f"reconverge explore --world {opts.world}"
         + "".join(f" --bug {b}" for b in opts.bugs)
         + f" --seed {opts.seed}"
         + (f" --faults {','.join(opts.faults)}" if opts.faults else "")
@@ -320,7 +317,7 @@ def verdict_row(opts: Any, found: Any, saved: Path | None) -> Any:
         outcome = Outcome.MISSED if buggy else Outcome.CONVERGED
         symptom = f"no failure in {found.examples} schedule(s)"
     return Verdict(
-        suite="explore-sandbox",
+        suite=f"explore-{opts.world}",
         case=f"seed {opts.seed} shard {opts.shard[0]}/{opts.shard[1]}",
         variant="buggy" if buggy else "fixed",
         fault=f"explored: {','.join(opts.faults) or 'whole menu'}"
@@ -341,12 +338,12 @@ def determinism(opts: Any, out: Path) -> int:
 
     opts = dataclasses.replace(opts, database=None)
     journals = []
-    with _world(opts) as world:
+    with _world(opts) as run:
         for k in (1, 2):
             path = out / f"decisions-{k}.jsonl"
             path.write_text("")
             print(f"determinism: run {k} of seed {opts.seed}", flush=True)
-            found = Explorer(opts, _runner(world), decisions=path, log=_say).search()
+            found = Explorer(opts, run, decisions=path, log=_say).search()
             journals.append([_comparable(d) for d in found.decisions])
     a, b = journals
     for i, (x, y) in enumerate(zip(a, b, strict=False), 1):

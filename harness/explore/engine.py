@@ -44,9 +44,9 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 
 from harness import journal
 from harness.explore import schedule as S
+from harness.explore import worlds
 from harness.explore.draws import DrawLog
 from harness.explore.result import Result
-from harness.explore.sandbox import strategy as strat
 from harness.verdict import Outcome
 
 #: (k, n): a failure counts once it failed k of at most n runs
@@ -70,6 +70,7 @@ class Options:
     """What one explore run searches, and for how long."""
 
     seed: int
+    world: str = "sandbox"
     minutes: float = 5.0
     max_examples: int = 1000
     max_steps: int = 8
@@ -290,14 +291,7 @@ class Explorer:
     def search(self) -> Finding:
         o = self.o
         draw_log = DrawLog()
-        strategy = strat.schedules(
-            max_steps=o.max_steps,
-            sandboxes=o.sandboxes,
-            faults=strat.menu(o.faults),
-            toxics=o.toxics,
-            bugs=o.bugs,
-            log=draw_log,
-        )
+        strategy = worlds.hooks(o.world).strategy(o, draw_log)
         db = DirectoryBasedExampleDatabase(str(o.database)) if o.database else None
         phases = [Phase.generate, Phase.shrink] + ([Phase.reuse] if db else [])
 
@@ -313,14 +307,14 @@ class Explorer:
         )
         @hseed(o.hypothesis_seed)
         @given(strategy)
-        def explore_sandbox(sched: S.Schedule) -> None:
+        def explore_world(sched: S.Schedule) -> None:
             ev = self.evaluate(sched, list(draw_log.draws))
             if ev.failed:
                 raise ScheduleFailed(ev)
 
         self._t0 = time.monotonic()
         try:
-            explore_sandbox()
+            explore_world()
         except ScheduleFailed as exc:
             self.found.minimal = self._delete_steps(exc.evaluation)
         self.found.seconds = time.monotonic() - self._t0

@@ -54,9 +54,8 @@ def repro(path_text: str, *, times: int = REPRO_TIMES, seed: int | None = None) 
     reproduced the file's expected outcome, 1 otherwise (2: bad file, via ReconvergeError)."""
     import secrets
 
+    from harness.explore import worlds
     from harness.explore.cli import quiet_asyncio
-    from harness.explore.sandbox.execute import Executor
-    from harness.explore.sandbox.world import SandboxWorld
 
     quiet_asyncio()
     path = Path(path_text)
@@ -64,10 +63,10 @@ def repro(path_text: str, *, times: int = REPRO_TIMES, seed: int | None = None) 
     print(saved.schedule.table(title=f"{path} (bugs: {', '.join(saved.schedule.bugs) or 'none'})"))
     print(f"expected: {saved.expected}" + (f" — {saved.symptom}" if saved.symptom else ""))
     got: list[str] = []
-    with SandboxWorld(seed=seed if seed is not None else secrets.randbelow(2**31)) as world:
+    world = worlds.hooks(saved.schedule.world)
+    with world.runner(seed if seed is not None else secrets.randbelow(2**31)) as run:
         for i in range(1, times + 1):
-            with world.env(f"repro-{i}") as env:
-                result = Executor(env, saved.schedule).run()
+            result = run(saved.schedule, f"repro-{i}")
             got.append(result.outcome)
             print(f"replay {i}/{times}: {result.outcome} — {result.symptom}")
     same = sum(g == saved.expected for g in got)

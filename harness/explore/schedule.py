@@ -33,7 +33,6 @@ from typing import Any, ClassVar
 from harness.errors import ReconvergeError
 
 SCHEMA = 1
-WORLDS = ("sandbox",)
 SANDBOXES = ("sb0", "sb1")
 #: the shim failpoint phases per method (harness/shim/daemon.py and service.py evaluate them)
 SHIM_POINTS: dict[str, tuple[str, ...]] = {
@@ -227,12 +226,18 @@ class Schedule:
                 f"{source}: a schedule is a JSON object, got {type(data).__name__}"
             )
         world = str(data.get("world", "sandbox"))
-        if world not in WORLDS:
-            raise ReconvergeError(f"{source}: unknown world {world!r}; known: {', '.join(WORLDS)}")
+        from harness.explore import worlds
+
+        if world not in worlds.WORLDS:
+            known = ", ".join(worlds.WORLDS)
+            raise ReconvergeError(f"{source}: unknown world {world!r}; known: {known}")
         raw = data.get("steps")
         if not isinstance(raw, list):
             raise ReconvergeError(f"{source}: 'steps' must be a list of steps")
-        steps = tuple(step_from_json(s, source=f"{source} step {i}") for i, s in enumerate(raw, 1))
+        steps = tuple(
+            step_from_json(s, source=f"{source} step {i}", world=world)
+            for i, s in enumerate(raw, 1)
+        )
         return cls(steps, world=world, bugs=tuple(str(b) for b in data.get("bugs", ())))
 
     @classmethod
@@ -257,13 +262,18 @@ class Schedule:
         return table(self.steps, title=title)
 
 
-def step_from_json(data: Any, *, source: str = "step") -> Step:
-    """One step from its JSON form; a wrong op or field is one clear error."""
+def step_from_json(data: Any, *, source: str = "step", world: str = "sandbox") -> Step:
+    """One step of ``world``'s vocabulary from its JSON form; a wrong op or field is one
+    clear error."""
     if not isinstance(data, Mapping) or "op" not in data:
         raise ReconvergeError(f"{source}: a step is an object with an 'op'")
-    cls = STEPS.get(str(data["op"]))
+    from harness.explore import worlds
+
+    hooks = worlds.hooks(world)
+    steps, check = hooks.STEPS, hooks.validate_step
+    cls = steps.get(str(data["op"]))
     if cls is None:
-        raise ReconvergeError(f"{source}: unknown op {data['op']!r}; known: {', '.join(STEPS)}")
+        raise ReconvergeError(f"{source}: unknown op {data['op']!r}; known: {', '.join(steps)}")
     names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
     extra = sorted(set(data) - names - {"op"})
     if extra:
@@ -272,7 +282,7 @@ def step_from_json(data: Any, *, source: str = "step") -> Step:
         step = cls(**{k: v for k, v in data.items() if k != "op"})
     except TypeError as exc:
         raise ReconvergeError(f"{source}: {cls.op}: {exc}") from None
-    validate(step, source=source)
+    check(step, source=source)
     return step
 
 

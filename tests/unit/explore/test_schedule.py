@@ -98,7 +98,7 @@ def test_malformed_schedules_are_one_clear_error():
         ("[", "not JSON"),
         ("[]", "a schedule is a JSON object"),
         ('{"steps": 3}', "'steps' must be a list"),
-        ('{"world": "claims", "steps": []}', "unknown world 'claims'"),
+        ('{"world": "moon", "steps": []}', "unknown world 'moon'"),
     ]:
         with pytest.raises(ReconvergeError, match=words):
             S.Schedule.loads(text)
@@ -161,3 +161,11 @@ def test_saved_without_original_loads_and_a_bad_original_is_one_clear_error():
         S.Saved.from_json(old | {"original": [1]}, source="x")
     with pytest.raises(ReconvergeError, match="x original: 'steps' must be a list"):
         S.Saved.from_json(old | {"original": {}}, source="x")
+
+
+def test_a_world_not_built_yet_is_one_clear_error(monkeypatch):
+    from harness.explore import worlds
+
+    monkeypatch.setitem(worlds.WORLDS, "moon", "harness.explore.moon.hooks")
+    with pytest.raises(ReconvergeError, match="world 'moon' is not built yet"):
+        S.Schedule.loads('{"world": "moon", "steps": [{"op": "heal"}]}')
