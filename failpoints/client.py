@@ -12,6 +12,7 @@ import http.client
 import json
 import socket
 import urllib.parse
+from typing import Any
 
 from .control import parse_address
 from .errors import FailpointSyntaxError
@@ -90,6 +91,20 @@ class ControlClient:
     def release(self, name: str) -> None:
         """End the hangs of ``name`` fired so far."""
         self._call("POST", _path(name, "release"), name, "")
+
+    def command(self, name: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Run a command the serving process offers (``POST /~<name>``, JSON both ways).
+
+        Raises:
+            KeyError: the process offers no such command.
+            ValueError: the process refused the arguments (its message).
+        """
+        path = "/~" + urllib.parse.quote(name, safe="")
+        body = json.dumps(args or {})
+        result = json.loads(self._call("POST", path, None, body) or "{}")
+        if not isinstance(result, dict):
+            raise RuntimeError(f"failpoint control POST {path}: not a JSON object")
+        return result
 
     def list(self) -> dict[str, str | None]:
         """Every known point and its spec (``None`` while disabled)."""

@@ -15,6 +15,14 @@ Routes (``<name>`` is a point name; ``failpoints`` is reserved for the bulk PUT)
     PUT    /failpoints         body = "a=spec;b=spec"; enable all or nothing (204 / 400)
     DELETE /<name>             disable (204; 404 if unknown)
     POST   /<name>/release     end the hangs fired so far (204; 404 if unknown)
+    GET    /~<command>         run a command the process registered, no arguments (200 JSON)
+    POST   /~<command>         body = a JSON object of arguments (may be empty); 200 JSON
+
+Commands (``serve(..., commands={"info": fn})``) let the process under test offer a few
+verbs of its own on the socket the tests already know (the shim stub: ``info``,
+``late_exit``); ``~`` cannot start a point name, so they never shadow a point. A command
+is ``fn(args: dict) -> dict``; a ``ValueError`` it raises is a 400 with its message, an
+unknown command a 404.
 
 Errors are one line of text, or JSON ``{"error": ..., "text", "column", "reason", "name"}``
 when the request accepts ``application/json`` (that is how ``ControlClient`` rebuilds a
@@ -34,13 +42,20 @@ import socketserver
 import stat
 import threading
 import urllib.parse
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import FailpointSyntaxError
 from .grammar import check_name, parse_assignments
 from .registry import Registry, default
 
-__all__ = ["ControlServer", "Endpoint", "parse_address", "serve"]
+__all__ = ["Command", "ControlServer", "Endpoint", "parse_address", "serve"]
+
+#: A command the serving process offers: JSON arguments in, a JSON object out.
+Command = Callable[[dict[str, Any]], dict[str, Any]]
+#: The first character of a command path segment (never valid in a point name).
+COMMAND_MARK = "~"
 
 _MAX_BODY = 64 * 1024
 _LOOPBACK = {"127.0.0.1": "127.0.0.1", "localhost": "127.0.0.1", "::1": "::1"}
@@ -114,9 +129,25 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         name, _, verb = path.lstrip("/").partition("/")
         return name, verb
 
+    def _command(self, name: str, body: str) -> None:
+        """Run command ``name`` (without its mark) with the JSON object ``body``."""
+        command = self.server.commands.get(name)
+        if command is None:
+            return self._error(404, f"unknown command {name!r}")
+        try:
+            args = json.loads(body) if body.strip() else {}
+            if not isinstance(args, dict):
+                raise ValueError("command arguments must be a JSON object")
+            result = command(args)
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError too
+            return self._error(400, str(exc))
+        return self._send(200, json.dumps(result), "application/json")
+
     def do_GET(self) -> None:
         registry = self.server.registry
         name, verb = self._route()
+        if name.startswith(COMMAND_MARK) and not verb:
+            return self._command(name[1:], "")
         if not name and not verb:
             lines = "".join(f"{n}={st.spec or ''}\n" for n, st in registry.list_points().items())
             return self._send(200, lines)
@@ -165,8 +196,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return self._send(204)
 
     def do_POST(self) -> None:
-        self._discard_body()
         name, verb = self._route()
+        if name.startswith(COMMAND_MARK) and not verb:
+            body = self._body()
+            return None if body is None else self._command(name[1:], body)
+        self._discard_body()
         if verb != "release":
             return self._error(404, f"no such resource {self.path!r}")
         if not self.server.registry.release(name):
@@ -240,6 +274,7 @@ class _Serving:
     """What the handler needs from its server (both server classes below provide it)."""
 
     registry: Registry
+    commands: Mapping[str, Command]
 
 
 class _TCPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
@@ -247,9 +282,12 @@ class _TCPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     block_on_close = False
     allow_reuse_address = True
 
-    def __init__(self, host: str, port: int, registry: Registry) -> None:
+    def __init__(
+        self, host: str, port: int, registry: Registry, commands: Mapping[str, Command]
+    ) -> None:
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.registry = registry
+        self.commands = commands
         super().__init__((host, port), _Handler)
 
 
@@ -257,8 +295,9 @@ class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, path: str, registry: Registry) -> None:
+    def __init__(self, path: str, registry: Registry, commands: Mapping[str, Command]) -> None:
         self.registry = registry
+        self.commands = commands
         super().__init__(path, _Handler)
 
     def server_bind(self) -> None:
@@ -294,19 +333,25 @@ def _clear_stale_socket(path: str) -> None:
 class ControlServer:
     """A running control endpoint (daemon thread). Use ``serve()``; ``close()`` when done."""
 
-    def __init__(self, address: str, registry: Registry | None = None) -> None:
+    def __init__(
+        self,
+        address: str,
+        registry: Registry | None = None,
+        commands: Mapping[str, Command] | None = None,
+    ) -> None:
         endpoint = parse_address(address)
         reg = registry or default
+        cmds = dict(commands or {})
         self._server: _TCPServer | _UnixServer
         self._inode: int | None = None
         if endpoint.path is not None:
             _clear_stale_socket(endpoint.path)
-            self._server = _UnixServer(endpoint.path, reg)
+            self._server = _UnixServer(endpoint.path, reg, cmds)
             self._inode = os.stat(endpoint.path).st_ino
             self._endpoint = endpoint
         else:
             assert endpoint.host is not None
-            self._server = _TCPServer(endpoint.host, endpoint.port, reg)
+            self._server = _TCPServer(endpoint.host, endpoint.port, reg, cmds)
             self._endpoint = Endpoint(host=endpoint.host, port=self._server.server_address[1])
         self._closed = False
         self._thread = threading.Thread(
@@ -347,11 +392,18 @@ class ControlServer:
         return f"<ControlServer {self.address}>"
 
 
-def serve(address: str, *, registry: Registry | None = None) -> ControlServer:
+def serve(
+    address: str,
+    *,
+    registry: Registry | None = None,
+    commands: Mapping[str, Command] | None = None,
+) -> ControlServer:
     """Start the control endpoint on ``address`` in a daemon thread and return it.
+
+    ``commands``: verbs of the serving process, served at ``/~<name>`` (module docstring).
 
     Raises:
         ValueError: see ``parse_address``.
         OSError: the address is in use, or the socket cannot be created.
     """
-    return ControlServer(address, registry)
+    return ControlServer(address, registry, commands)

@@ -7,7 +7,7 @@ A *spec* says what a failpoint does on each evaluation. It is a chain of terms::
     percent  := DIGITS [ "." DIGITS ]        probability in percent, 0 to 100
     count    := DIGITS                      at most 9 digits; 0 means "spent"
     action   := off | error | delay | sleep | panic | return
-              | close | drop | duplicate | hang
+              | close | drop | duplicate | hang | hold
     arg      := one or more printable characters up to the first ")" (spaces are fine)
     DIGITS   := one or more of the ASCII digits 0-9
 
@@ -27,6 +27,10 @@ Actions (``arg`` is kept as raw text; the call site interprets what ``apply`` do
     duplicate[(n)]   apply does nothing; the site delivers n extra copies (n >= 1, default 1)
     hang             apply blocks until the point is released, disabled, re-enabled or
                      reset, or the caller's deadline passes (then FailpointHangTimeout)
+    hold(key)        apply does nothing; the site holds what passes it (in order) until
+                     whatever ``key`` names went by (e.g. an event topic), or the point is
+                     released, disabled, re-enabled or reset (``Action.released``). ``key``
+                     is 1 to 128 of ``A-Z a-z 0-9 . _ : - /`` (required)
 
 ``()`` with nothing inside is an error: leave the parentheses out instead, so every term has
 exactly one spelling.
@@ -97,15 +101,16 @@ __all__ = [
 ]
 
 ACTIONS: frozenset[str] = frozenset(
-    {"off", "error", "delay", "panic", "return", "close", "drop", "duplicate", "hang"}
+    {"off", "error", "delay", "panic", "return", "close", "drop", "duplicate", "hang", "hold"}
 )
 _ALIASES = {"sleep": "delay"}
 _NO_ARG = frozenset({"off", "close", "drop", "hang"})
-_NEEDS_ARG = frozenset({"delay"})
+_NEEDS_ARG = frozenset({"delay", "hold"})
 _MAX_DIGITS = 9  # counts and milliseconds; keeps int() and sleeps far from any limit
 _ASCII_DIGITS = frozenset("0123456789")
 _ASCII_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
 _NAME_RE = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+_HOLD_KEY_RE = re.compile(r"[A-Za-z0-9._:/\-]{1,128}")
 
 
 class _Problem(Exception):
@@ -116,7 +121,8 @@ def _normalize_arg(kind: str, arg: str | None) -> str | None:
     """Check ``arg`` for ``kind`` and return its canonical text (raises ``_Problem``)."""
     if arg is None:
         if kind in _NEEDS_ARG:
-            raise _Problem(f"{kind} needs an argument, e.g. {kind}(100)")
+            example = "tasks.paused" if kind == "hold" else "100"
+            raise _Problem(f"{kind} needs an argument, e.g. {kind}({example})")
         return None
     if arg == "":
         raise _Problem("empty argument; leave out the parentheses")
@@ -138,6 +144,8 @@ def _normalize_arg(kind: str, arg: str | None) -> str | None:
         if kind == "duplicate" and value < 1:
             raise _Problem("duplicate needs at least 1 copy")
         return str(value)
+    if kind == "hold" and not _HOLD_KEY_RE.fullmatch(arg):
+        raise _Problem(f"hold takes a key of 1 to 128 of A-Za-z0-9._:-/, got {arg!r}")
     return arg
 
 

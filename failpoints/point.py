@@ -60,8 +60,8 @@ class Action:
 
     ``kind`` is one of ``grammar.ACTIONS``; ``arg`` is the raw argument text or ``None``.
     ``apply_sync``/``apply_async`` perform the generic part: ``delay`` sleeps, ``error`` and
-    ``panic`` raise, ``hang`` blocks; ``off``, ``return``, ``close``, ``drop`` and
-    ``duplicate`` do nothing there because only the site knows what they mean for it.
+    ``panic`` raise, ``hang`` blocks; ``off``, ``return``, ``close``, ``drop``,
+    ``duplicate`` and ``hold`` do nothing there because only the site knows what they mean for it.
     """
 
     kind: str
@@ -119,6 +119,18 @@ class Action:
             started = time.monotonic()
             if not await self._wake.wait_async(timeout):
                 raise FailpointHangTimeout(self.name, time.monotonic() - started)
+
+    def ended(self) -> bool:
+        """Whether the point was released, disabled, re-enabled or reset since this fired.
+
+        Why: a site that *holds* something (``hold``) must give it back when the fault is
+        healed, not only when its trigger comes; this is how it learns the heal happened.
+        """
+        return self._wake.is_set()
+
+    async def released(self) -> None:
+        """Wait until :meth:`ended` (release, disable, re-enable or reset of the point)."""
+        await self._wake.wait_async(None)
 
     def _prologue(self, deadline: float | None) -> float | None:
         """Raise for error/panic; otherwise the wait time (``None`` = no bound)."""

@@ -7,6 +7,10 @@ reply not yet sent). Actions: ``error(msg)`` / ``error(NotFound:msg)`` answer wi
 the daemon on the spot (like an unrecovered Go panic), ``close`` drops the connection
 (containerd then treats the shim as dead), ``drop`` swallows the reply (the caller's
 deadline fires although the work is done), ``duplicate(n)`` sends the reply n more times.
+
+The failpoint control socket also answers two commands (``ControlClient.command``):
+``info`` (tasks, pids, incarnations) and ``late_exit`` (a TaskExit of an earlier
+incarnation), both run on the daemon's loop.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 import failpoints
 from harness import journal
@@ -63,7 +69,9 @@ class Daemon:
         self.paths = ShimPaths.of(flags.get("address", ""), self.namespace, self.id)
         self.stop = asyncio.Event()
         self.publisher = Publisher(self.namespace, events_address())
-        self.service = TaskService(self.namespace, self.publisher, self.stop.set)
+        self.service = TaskService(
+            self.namespace, self.publisher, self.stop.set, history=self.paths.exits
+        )
         self.server = Server(interceptor=self.intercept)
         for method, handler in self.service.handlers().items():
             self.server.register(SERVICE, method, handler)
@@ -135,6 +143,21 @@ class Daemon:
             with contextlib.suppress(failpoints.FailpointHangTimeout):
                 await action.apply_async()
 
+    @staticmethod
+    def _on_loop(
+        loop: asyncio.AbstractEventLoop, fn: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        """A control command run on the daemon's loop: the control server answers from its
+        own thread, while tasks and the publisher belong to the loop."""
+
+        async def call(args: dict[str, Any]) -> dict[str, Any]:
+            return fn(args)
+
+        def command(args: dict[str, Any]) -> dict[str, Any]:
+            return asyncio.run_coroutine_threadsafe(call(args), loop).result(timeout=5.0)
+
+        return command
+
     def reap(self) -> None:
         """SIGCHLD: collect every exited child; task exits go to the service."""
         while True:
@@ -200,7 +223,13 @@ class Daemon:
         loop.add_signal_handler(signal.SIGINT, self.stop.set)
         with open(self.paths.pidfile, "w") as f:
             f.write(str(os.getpid()))
-        self.control = failpoints.serve(f"unix:{self.paths.control}")
+        self.control = failpoints.serve(
+            f"unix:{self.paths.control}",
+            commands={
+                "info": self._on_loop(loop, self.service.info),
+                "late_exit": self._on_loop(loop, self.service.late_exit),
+            },
+        )
         self.publisher.start()
         fd = int(os.environ[ENV_FD])
         await self._listen(socket.socket(fileno=fd))

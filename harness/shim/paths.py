@@ -41,7 +41,7 @@ def shims_dir() -> Path:
 class ShimPaths:
     """Every file one shim owns (paths as strings)."""
 
-    __slots__ = ("control", "dir", "key", "pidfile", "registry", "socket")
+    __slots__ = ("control", "dir", "exits", "key", "pidfile", "registry", "socket")
 
     def __init__(self, key: str, directory: str) -> None:
         self.key = key
@@ -51,6 +51,9 @@ class ShimPaths:
         self.control = base + ".fp.sock"
         self.pidfile = base + ".pid"
         self.registry = base + ".json"
+        #: the incarnation record; kept when the daemon exits (the next daemon of the same
+        #: id reads it: a late exit of an earlier task needs its pid and exit time)
+        self.exits = base + ".exits.jsonl"
 
     def __repr__(self) -> str:
         return f"ShimPaths({self.dir}/{self.key}.*)"

@@ -17,6 +17,14 @@ Semantics the seeds depend on:
   slow freeze — failpoint ``shim.<Pause|Resume>.locked``, evaluated inside the lock — makes
   a concurrent ``State`` slow too. ``.before``/``.after`` stay outside the lock: they model
   the request and the reply in transit, not the runtime's work.
+- **Events carry the time their change happened**: TaskExit's ``exited_at`` and every
+  envelope timestamp are taken when the exit is reaped / the pause applied, and travel
+  with the queued event (a delayed or held event keeps them).
+- **Incarnations**: each task started under an id is an incarnation, numbered per id and
+  recorded (create and exit, with pid and exit time) in ``<shim key>.exits.jsonl`` next to
+  the registry entry — a file that outlives the daemon, since the key only depends on
+  (address, namespace, id). ``info`` reports them and ``late_exit`` publishes a TaskExit of
+  an earlier one through the normal publisher (a late exit of a previous task).
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from google.protobuf import empty_pb2, timestamp_pb2
 
@@ -83,6 +92,8 @@ class Task:
     state: State = State.CREATED
     exit_status: int = 0
     exited_ns: int = 0
+    incarnation: int = 1
+    created_ns: int = 0
     exited: asyncio.Event = field(default_factory=asyncio.Event)
     #: runc's per-process mutex: Pause/Resume hold it while applying, State waits on it
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -121,12 +132,139 @@ def apply_annotation_failpoints(annotations: dict[str, str]) -> dict[str, str]:
 class TaskService:
     """State of every task in this shim, and the RPC handlers over it."""
 
-    def __init__(self, namespace: str, publisher: Publisher, on_empty_shutdown: Callable[[], None]):
+    def __init__(
+        self,
+        namespace: str,
+        publisher: Publisher,
+        on_empty_shutdown: Callable[[], None],
+        history: str | None = None,
+    ):
         self.namespace = namespace
         self.publisher = publisher
         self.tasks: dict[str, Task] = {}
         self.deleting: dict[str, set[int]] = {}
         self._on_empty_shutdown = on_empty_shutdown
+        #: the incarnation record (JSON lines; None: in memory only, for unit tests)
+        self.history_path = history
+        self._memory: list[dict[str, Any]] = []
+
+    # -- incarnations --------------------------------------------------------------------
+    def history(self) -> list[dict[str, Any]]:
+        """Every create/exit record of this shim key, earlier daemons' included, oldest first."""
+        if self.history_path is None:
+            return list(self._memory)
+        out = []
+        with contextlib.suppress(FileNotFoundError), open(self.history_path) as f:
+            for line in f:
+                with contextlib.suppress(ValueError):
+                    out.append(json.loads(line))
+        return out
+
+    def _record(self, **record: Any) -> None:
+        record["shim_pid"] = os.getpid()
+        self._memory.append(record)
+        if self.history_path is not None:
+            with open(self.history_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def incarnations(self, task_id: str) -> list[dict[str, Any]]:
+        """One dict per task ever created under ``task_id``: incarnation, pid, created_ns,
+        exited_ns/exit_status (0/None while running), shim_pid; oldest first."""
+        out: dict[int, dict[str, Any]] = {}
+        for r in self.history():
+            if r.get("id") != task_id:
+                continue
+            n = int(r.get("incarnation") or 0)
+            entry = out.setdefault(
+                n, {"id": task_id, "incarnation": n, "exited_ns": 0, "exit_status": None}
+            )
+            if r.get("event") == "create":
+                entry.update(pid=r["pid"], created_ns=r["at_ns"], shim_pid=r["shim_pid"])
+            elif r.get("event") == "exit":
+                entry.update(exited_ns=r["at_ns"], exit_status=r["exit_status"])
+        return [out[n] for n in sorted(out)]
+
+    def info(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Control command ``info``: the shim, its tasks, and every incarnation of their ids
+        (pass ``{"id": …}`` for an id no longer in the map)."""
+        ids = sorted(set(self.tasks) | ({str(args["id"])} if args.get("id") else set()))
+        return {
+            "shim_pid": os.getpid(),
+            "namespace": self.namespace,
+            "tasks": {
+                t.id: {
+                    "pid": t.pid,
+                    "incarnation": t.incarnation,
+                    "state": t.state.value,
+                    "created_ns": t.created_ns,
+                    "exited_ns": t.exited_ns,
+                    "exit_status": t.exit_status if t.exited.is_set() else None,
+                }
+                for t in self.tasks.values()
+            },
+            "incarnations": {i: self.incarnations(i) for i in ids},
+            "held": [list(h) for h in self.publisher.held],
+        }
+
+    def late_exit(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Control command ``late_exit``: publish ``/tasks/exit`` for an *earlier* incarnation
+        of a task id — the late exit event of a previous task under the same id.
+
+        ``args``: ``id`` (default: the one task of this shim), and either ``pid`` +
+        ``exited_at_ns`` (+ ``exit_status``, default 137) as the caller recorded them, or
+        ``incarnation`` (default: the latest exited one that is not the current task) looked
+        up in the record. Goes through the normal publisher: failpoints and the event leg's
+        toxics apply. Returns the TaskExit's fields.
+
+        Raises:
+            ValueError: no such id/incarnation, or a bad argument.
+        """
+        task_id = str(args.get("id") or "")
+        if not task_id:
+            if len(self.tasks) != 1:
+                raise ValueError(f"late_exit: give an id (tasks here: {sorted(self.tasks)})")
+            task_id = next(iter(self.tasks))
+        if "pid" in args:
+            try:
+                pid, at_ns = int(args["pid"]), int(args.get("exited_at_ns") or 0)
+                status = int(args.get("exit_status", 137))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"late_exit: bad argument: {exc}") from None
+            if pid <= 0 or at_ns <= 0:
+                raise ValueError("late_exit: pid and exited_at_ns must be positive")
+        else:
+            pid, at_ns, status = self._earlier(task_id, args.get("incarnation"))
+        journal.emit("shim", "late_exit", id=task_id, pid=pid, exited_ns=at_ns, exit_status=status)
+        self.publisher.publish(
+            "/tasks/exit",
+            events_pb2.TaskExit(
+                container_id=task_id, id=task_id, pid=pid, exit_status=status, exited_at=_ts(at_ns)
+            ),
+            at_ns=at_ns,
+        )
+        return {"id": task_id, "pid": pid, "exited_at_ns": at_ns, "exit_status": status}
+
+    def _earlier(self, task_id: str, incarnation: Any) -> tuple[int, int, int]:
+        """(pid, exited_ns, exit_status) of an exited incarnation that is not the live task."""
+        current = self.tasks.get(task_id)
+        done = [
+            i
+            for i in self.incarnations(task_id)
+            if i["exited_ns"] and (current is None or i["incarnation"] != current.incarnation)
+        ]
+        if incarnation is not None:
+            try:
+                done = [i for i in done if i["incarnation"] == int(incarnation)]
+            except (TypeError, ValueError):
+                raise ValueError(f"late_exit: bad incarnation {incarnation!r}") from None
+        if not done:
+            raise ValueError(
+                f"late_exit: no earlier exited incarnation of {task_id!r}"
+                + (f" numbered {incarnation}" if incarnation is not None else "")
+                + "; pass pid and exited_at_ns"
+            )
+        last = done[-1]
+        return int(last["pid"]), int(last["exited_ns"]), int(last["exit_status"])
 
     # -- plumbing ----------------------------------------------------------------------
     def handlers(self) -> dict[str, Callable[[bytes, CallContext], Awaitable[bytes]]]:
@@ -172,11 +310,19 @@ class TaskService:
         for task in self.tasks.values():
             if task.pid == pid and not task.exited.is_set():
                 task.exit_status = status
-                task.exited_ns = time.time_ns()
+                task.exited_ns = time.time_ns()  # the exit reaped: the event's time
                 if task.state is not State.DELETED:
                     task.state = State.STOPPED
                 task.exited.set()
                 journal.emit("shim", "task_exited", id=task.id, pid=pid, exit_status=status)
+                self._record(
+                    event="exit",
+                    id=task.id,
+                    incarnation=task.incarnation,
+                    pid=pid,
+                    at_ns=task.exited_ns,
+                    exit_status=status,
+                )
                 self.publisher.publish(
                     "/tasks/exit",
                     events_pb2.TaskExit(
@@ -186,6 +332,7 @@ class TaskService:
                         exit_status=status,
                         exited_at=_ts(task.exited_ns),
                     ),
+                    at_ns=task.exited_ns,
                 )
 
     # -- handlers ----------------------------------------------------------------------
@@ -218,8 +365,11 @@ class TaskService:
             )
         finally:
             os.close(devnull)
-        task = Task(req.id, req.bundle, pid)
+        earlier = self.incarnations(req.id)
+        n = earlier[-1]["incarnation"] + 1 if earlier else 1
+        task = Task(req.id, req.bundle, pid, incarnation=n, created_ns=time.time_ns())
         self.tasks[req.id] = task
+        self._record(event="create", id=req.id, incarnation=n, pid=pid, at_ns=task.created_ns)
         await _until(lambda: proc_state(pid) in ("T", ""), 2.0)
         self.publisher.publish(
             "/tasks/create",
@@ -294,7 +444,10 @@ class TaskService:
             os.kill(task.pid, signal.SIGSTOP)
             await _until(lambda: proc_state(task.pid) in ("T", "t", "Z", ""), 5.0)
             task.state = states.after("Pause", task.state)
-        self.publisher.publish("/tasks/paused", events_pb2.TaskPaused(container_id=task.id))
+            at_ns = time.time_ns()  # the pause applied: the event's time
+        self.publisher.publish(
+            "/tasks/paused", events_pb2.TaskPaused(container_id=task.id), at_ns=at_ns
+        )
         return EMPTY
 
     async def resume(self, payload: bytes, ctx: CallContext) -> bytes:
@@ -306,7 +459,10 @@ class TaskService:
             os.kill(task.pid, signal.SIGCONT)
             await _until(lambda: proc_state(task.pid) not in ("T", "t"), 5.0)
             task.state = states.after("Resume", task.state)
-        self.publisher.publish("/tasks/resumed", events_pb2.TaskResumed(container_id=task.id))
+            at_ns = time.time_ns()  # the resume applied: the event's time
+        self.publisher.publish(
+            "/tasks/resumed", events_pb2.TaskResumed(container_id=task.id), at_ns=at_ns
+        )
         return EMPTY
 
     async def delete(self, payload: bytes, ctx: CallContext) -> bytes:

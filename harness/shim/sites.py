@@ -42,13 +42,16 @@ TOPICS = (
     "tasks.delete",
 )
 #: The failpoint actions (``failpoints.grammar.ACTIONS``), in the order the table lists them.
-ACTIONS = ("error", "delay", "hang", "panic", "close", "drop", "duplicate", "off", "return")
+ACTIONS = (
+    "error", "delay", "hang", "panic", "close", "drop", "duplicate", "hold", "off", "return",
+)  # fmt: skip
 
 NOTHING = "nothing (counted and journaled, otherwise as if disabled)"
 _INTERCEPTOR_COMMON = {
     "delay": "waits `ms`, then goes on",
     "hang": "waits until released (control socket `release`) or disabled, then goes on",
     "panic": "the daemon exits at once (status 2), like an unrecovered Go panic",
+    "hold": NOTHING,
     "off": NOTHING,
     "return": NOTHING,
 }
@@ -95,6 +98,7 @@ SITES: tuple[tuple[str, str, str, dict[str, str]], ...] = (
             "close": NOTHING,
             "drop": NOTHING,
             "duplicate": NOTHING,
+            "hold": NOTHING,
             "off": NOTHING,
             "return": NOTHING,
         },
@@ -113,6 +117,7 @@ SITES: tuple[tuple[str, str, str, dict[str, str]], ...] = (
             "close": NOTHING,
             "drop": NOTHING,
             "duplicate": NOTHING,
+            "hold": NOTHING,
             "off": NOTHING,
             "return": NOTHING,
         },
@@ -129,6 +134,12 @@ SITES: tuple[tuple[str, str, str, dict[str, str]], ...] = (
             "close": "the event is not sent (`event_dropped`)",
             "drop": "the event is not sent (`event_dropped`)",
             "duplicate": "the event sent `n` more times",
+            "hold": "`hold(<topic>)` (e.g. `hold(tasks.paused)`): the event is held back, in"
+            " order with others held (`event_held`), and sent right after the next"
+            " `<topic>` event left (`hold_released by=trigger`); given back earlier, without"
+            " its trigger, when the point is released/disabled/re-enabled"
+            " (`hold_released by=heal`) or the daemon exits (`by=flush`). Keeps its"
+            " original timestamp",
             "off": NOTHING,
             "return": NOTHING,
         },
@@ -151,6 +162,25 @@ def locked(method: str) -> str:
 def publish(topic: str) -> str:
     """``/tasks/exit`` -> ``shim.publish.tasks.exit``."""
     return "shim.publish." + topic.strip("/").replace("/", ".")
+
+
+def topic_key(topic: str) -> str:
+    """``/tasks/paused``, ``tasks.paused`` -> ``tasks.paused``: how ``hold(<topic>)`` and the
+    publisher name a topic (the suffix of its ``shim.publish.`` point)."""
+    return publish(topic).removeprefix("shim.publish.")
+
+
+def hold(topic: str) -> str:
+    """The action text holding an event until the next ``topic`` event: ``hold(tasks.paused)``.
+
+    Raises:
+        ValueError: ``topic`` is not one the stub publishes (the hold would never end by
+            its trigger, only by a heal).
+    """
+    key = topic_key(topic)
+    if key not in TOPICS:
+        raise ValueError(f"hold: unknown topic {topic!r}; the stub publishes {', '.join(TOPICS)}")
+    return f"hold({key})"
 
 
 def from_annotation(suffix: str) -> str:

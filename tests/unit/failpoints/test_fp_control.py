@@ -247,3 +247,30 @@ def test_serves_the_default_registry_unless_told_otherwise(short_dir):
     with serve(f"unix:{short_dir}/d.sock") as server:
         ControlClient(server.address).set("fp.control.default", "1*drop")
     assert failpoints.status("fp.control.default").spec == "1*drop"
+
+
+def test_commands_of_the_serving_process(registry):
+    """``/~<command>``: JSON in, JSON out; a ValueError is a 400 with its message."""
+
+    def echo(args):
+        if "boom" in args:
+            raise ValueError("no boom here")
+        return {"got": args}
+
+    with serve("127.0.0.1:0", registry=registry, commands={"echo": echo}) as server:
+        client = ControlClient(server.address, timeout=10)
+        assert client.command("echo", {"pid": 3}) == {"got": {"pid": 3}}
+        assert client.command("echo") == {"got": {}}
+        with pytest.raises(ValueError, match="no boom here"):
+            client.command("echo", {"boom": 1})
+        with pytest.raises(KeyError):
+            client.command("nope")
+        conn = raw(server)
+        conn.request("GET", "/~echo")
+        resp = conn.getresponse()
+        assert (resp.status, resp.read()) == (200, b'{"got": {}}')
+        conn.request("POST", "/~echo", body=b"[1]")
+        resp = conn.getresponse()
+        assert resp.status == 400 and b"JSON object" in resp.read()
+        registry.enable("p", "off")  # points still route as before
+        assert client.get("p") == "off"

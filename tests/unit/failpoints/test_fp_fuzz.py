@@ -24,6 +24,8 @@ def terms(draw: st.DrawFn) -> Term:
         arg = str(draw(_counts))
     elif kind == "duplicate":
         arg = draw(st.none() | st.integers(1, 10**9 - 1).map(str))
+    elif kind == "hold":
+        arg = draw(st.from_regex(r"[A-Za-z0-9._:/\-]{1,128}", fullmatch=True))
     else:
         arg = draw(st.none() | _text_arg)
     count = draw(st.none() | _counts)
