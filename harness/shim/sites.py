@@ -139,7 +139,8 @@ SITES: tuple[tuple[str, str, str, dict[str, str]], ...] = (
             " `<topic>` event left (`hold_released by=trigger`); given back earlier, without"
             " its trigger, when the point is released/disabled/re-enabled"
             " (`hold_released by=heal`) or the daemon exits (`by=flush`). Keeps its"
-            " original timestamp",
+            " original timestamp. One task per shim: a trigger must still follow (exit:"
+            " `hold(tasks.delete)`; paused: `hold(tasks.resumed)`/`hold(tasks.exit)`)",
             "off": NOTHING,
             "return": NOTHING,
         },
