@@ -45,7 +45,7 @@ from google.protobuf import empty_pb2, timestamp_pb2
 import failpoints
 from harness import journal
 from harness.protos import events_pb2, shim_task_pb2, task_types_pb2
-from harness.shim import identity, sites, states
+from harness.shim import history, identity, sites, states
 from harness.shim.events import Publisher
 from harness.shim.states import State
 from harness.ttrpc import CallContext, Code, TTRPCError
@@ -153,36 +153,17 @@ class TaskService:
         """Every create/exit record of this shim key, earlier daemons' included, oldest first."""
         if self.history_path is None:
             return list(self._memory)
-        out = []
-        with contextlib.suppress(FileNotFoundError), open(self.history_path) as f:
-            for line in f:
-                with contextlib.suppress(ValueError):
-                    out.append(json.loads(line))
-        return out
+        return history.read(self.history_path)
 
     def _record(self, **record: Any) -> None:
         record["shim_pid"] = os.getpid()
         self._memory.append(record)
         if self.history_path is not None:
-            with open(self.history_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            history.append(self.history_path, record)
 
     def incarnations(self, task_id: str) -> list[dict[str, Any]]:
-        """One dict per task ever created under ``task_id``: incarnation, pid, created_ns,
-        exited_ns/exit_status (0/None while running), shim_pid; oldest first."""
-        out: dict[int, dict[str, Any]] = {}
-        for r in self.history():
-            if r.get("id") != task_id:
-                continue
-            n = int(r.get("incarnation") or 0)
-            entry = out.setdefault(
-                n, {"id": task_id, "incarnation": n, "exited_ns": 0, "exit_status": None}
-            )
-            if r.get("event") == "create":
-                entry.update(pid=r["pid"], created_ns=r["at_ns"], shim_pid=r["shim_pid"])
-            elif r.get("event") == "exit":
-                entry.update(exited_ns=r["at_ns"], exit_status=r["exit_status"])
-        return [out[n] for n in sorted(out)]
+        """One dict per task ever created under ``task_id`` (``history.fold``), oldest first."""
+        return history.fold(self.history(), task_id)
 
     def info(self, args: dict[str, Any]) -> dict[str, Any]:
         """Control command ``info``: the shim, its tasks, and every incarnation of their ids

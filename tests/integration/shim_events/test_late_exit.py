@@ -15,19 +15,19 @@ from typing import Any
 
 import pytest
 
-import failpoints
 from harness.checks import leaks
 from harness.providers.containerd import STUB_RUNTIME, Containerd
 from harness.providers.containerd_client import ContainerdClient
+from harness.shim import control as shim_control
 from harness.wait import await_for
 
 pytestmark = pytest.mark.needs("containerd")
 
 
-def _control(run_dir: Any, ns: str, cid: str) -> failpoints.ControlClient:
+def _entry(run_dir: Any, ns: str, cid: str) -> dict[str, Any]:
     entry = leaks.registry_entry(run_dir, ns, cid)
     assert entry, f"no live registry entry for {cid}"
-    return failpoints.ControlClient(f"unix:{entry['control']}")
+    return entry
 
 
 def test_the_live_shim_publishes_the_exit_of_the_previous_incarnation(
@@ -51,8 +51,8 @@ def test_the_live_shim_publishes_the_exit_of_the_previous_incarnation(
                 await client.kill(cid, signal.SIGKILL)
                 await client.wait(cid, timeout=10)
                 # what the explorer records while the first shim is still there
-                info1 = await asyncio.to_thread(_control(run_dir, ns, cid).command, "info")
-                got["info1"] = info1
+                entry1 = _entry(run_dir, ns, cid)
+                got["info1"] = await asyncio.to_thread(shim_control.info, entry1)
                 got["exit1"] = await log.first(cid, "/tasks/exit")
                 await client.delete_task(cid)
                 await await_for(  # the first daemon is gone with its registry entry
@@ -61,11 +61,15 @@ def test_the_live_shim_publishes_the_exit_of_the_previous_incarnation(
                     what="the first shim gone",
                     accept=lambda e: not e,
                 )
+                # readable from disk with no shim alive
+                got["on_disk"] = shim_control.incarnations(
+                    run_dir, entry1["containerd_address"], ns, cid
+                )
                 got["pid2"] = await client.create_task(cid)
                 await client.start(cid)
-                control = _control(run_dir, ns, cid)
-                got["info2"] = await asyncio.to_thread(control.command, "info")
-                got["sent"] = await asyncio.to_thread(control.command, "late_exit", {})
+                entry2 = _entry(run_dir, ns, cid)
+                got["info2"] = await asyncio.to_thread(shim_control.info, entry2)
+                got["sent"] = await asyncio.to_thread(shim_control.late_exit, entry2)
                 late = await log.first(
                     cid,
                     "/tasks/exit",
@@ -75,9 +79,9 @@ def test_the_live_shim_publishes_the_exit_of_the_previous_incarnation(
                 got["status_after"] = await client.status(cid)
                 # explicit fields (what a caller recorded itself) go through the same path
                 got["sent2"] = await asyncio.to_thread(
-                    control.command,
-                    "late_exit",
-                    {"pid": 4321, "exited_at_ns": late.stamped_ns - 1, "exit_status": 3},
+                    lambda: shim_control.late_exit(
+                        entry2, pid=4321, exited_at_ns=late.stamped_ns - 1, exit_status=3
+                    )
                 )
                 got["late2"] = await log.first(cid, "/tasks/exit", lambda s: s.event.pid == 4321)
         finally:
@@ -91,6 +95,7 @@ def test_the_live_shim_publishes_the_exit_of_the_previous_incarnation(
     assert (t1["pid"], t1["incarnation"], t1["state"]) == (pid1, 1, "stopped"), got["info1"]
     exited1 = t1["exited_ns"]
     assert exited1 == got["exit1"].event.exited_at.ToNanoseconds(), got
+    assert [(i["pid"], i["exited_ns"]) for i in got["on_disk"]] == [(pid1, exited1)], got
     incs = got["info2"]["incarnations"][cid]
     assert [(i["incarnation"], i["pid"]) for i in incs] == [(1, pid1), (2, pid2)], incs
     assert incs[0]["exited_ns"] == exited1 and incs[1]["exited_ns"] == 0, incs

@@ -15,6 +15,7 @@ import pytest
 
 import failpoints
 from harness.protos import events_pb2
+from harness.shim import control as shim_control
 from harness.shim import sites
 from harness.shim.events import Publisher
 
@@ -120,6 +121,8 @@ def test_held_and_delayed_events_keep_the_time_of_their_change() -> None:
 
 def test_hold_names_a_topic_the_stub_publishes() -> None:
     assert sites.hold("/tasks/paused") == "hold(tasks.paused)"
+    assert shim_control.hold_term("tasks.delete") == "1*hold(tasks.delete)"
+    assert shim_control.hold_term("tasks.delete", None) == "hold(tasks.delete)"
     assert str(failpoints.parse("1*" + sites.hold("tasks.exit"))) == "1*hold(tasks.exit)"
     with pytest.raises(ValueError, match="unknown topic"):
         sites.hold("tasks.oom")
