@@ -12,8 +12,9 @@ INCONCLUSIVE, never a pass.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,3 +63,21 @@ def test_regression(path: Path, buggy: bool, sandbox_env, verdict):
         symptom=symptom,
         fixed_text=result.symptom,
     )
+
+
+def case_for(stem: str) -> Callable[..., None]:
+    """One file's case as a suite-style function ``(buggy, sandbox_env, verdict)``.
+
+    Why: the mutation meta-test (``harness.suite_reuse.run_case``) calls suite functions by
+    their fixture names; a switch whose only case is a regression file (F1's
+    ``cube.deadgc_unknown_on_failed_probe``) gets its mutant from here.
+    """
+    path = Path(__file__).parent / "regressions" / f"{stem}.json"
+    if not path.is_file():
+        raise FileNotFoundError(path)
+
+    def case(buggy: bool, sandbox_env: Any, verdict: Any) -> None:
+        test_regression(path, buggy, sandbox_env, verdict)
+
+    case.__name__ = case.__qualname__ = f"regression_{stem.replace('-', '_')}"
+    return case

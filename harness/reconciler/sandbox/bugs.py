@@ -23,6 +23,7 @@ DEADGC_SKIPS_STUCK_PAUSING = "cube.deadgc_skips_stuck_pausing"
 PAUSE_RESUME_PRE404 = "cube.pause_resume_pre404"  # group: all four lines off (7b6ad491)
 RESUMED_EVENT_KEEPS_BINDINGS = "cube.resumed_event_keeps_bindings"
 DEADGC_PROBES_PAUSING = "cube.deadgc_probes_pausing"
+DEADGC_UNKNOWN_ON_FAILED_PROBE = "cube.deadgc_unknown_on_failed_probe"
 # -- seed b: containerd #12344, fix PR #12400 (pre-fix 0034ae95, fix 2042e805b) --------------
 DUAL_EXIT_HANDLERS = "cri.podsandbox_dual_exit_handlers"
 WATCHER_EXIT_WITHOUT_ID = "cri.watcher_exit_event_without_id"
@@ -71,8 +72,17 @@ SWITCHES: dict[str, Switch] = {
         Switch(
             DEADGC_PROBES_PAUSING,
             "deadgc.py",
-            "seed a: CubeSandbox DeadGC before #108 (86c4c440)",
+            "seed a: CubeSandbox DeadGC before #108 (86c4c440); carries "
+            "cube.deadgc_unknown_on_failed_probe (RecoverContainer)",
             "DeadGC probe of a pausing shim timed out and wrote unknown=true",
+        ),
+        Switch(
+            DEADGC_UNKNOWN_ON_FAILED_PROBE,
+            "deadgc.py (probe)",
+            "seed a: CubeSandbox RecoverContainer (the reference model's upstream behaviour; "
+            "found by reconverge explore, F1)",
+            "a DeadGC probe whose status query timed out under latency wrote unknown=true "
+            "on a healthy sandbox",
         ),
         Switch(
             DUAL_EXIT_HANDLERS,
@@ -94,9 +104,10 @@ SWITCHES: dict[str, Switch] = {
         ),
         Switch(
             DELETE_TIMEOUT_KILLS_RETRY,
-            "delete.py",
+            "delete.py, exits.py (delete_single_flight)",
             "seed c: CRI before #8954 (#7496: retry sees NotFound, marks stopped)",
-            "sandbox marked exited after NotFound while the shim and its task record live on",
+            "sandbox marked exited after NotFound while the shim and its task record live on "
+            "(and the abandoned Delete overlaps the retry's: F3)",
         ),
     )
 }
@@ -115,12 +126,22 @@ GROUPS: dict[str, frozenset[str]] = {
 }
 
 
+#: a switch that cannot do harm without another: the pre-#108 DeadGC probing a pausing shim
+#: hurts only through RecoverContainer's unknown write, which the fixed probe no longer makes
+#: (F1), so the pre-#108 model carries it along
+CARRIES: dict[str, frozenset[str]] = {
+    DEADGC_PROBES_PAUSING: frozenset({DEADGC_UNKNOWN_ON_FAILED_PROBE}),
+}
+
+
 def validate(bugs: Iterable[str]) -> frozenset[str]:
-    """The switch set with group aliases expanded, or one clear error naming the unknown
-    switch and the known ones."""
+    """The switch set with group aliases expanded (and what a switch carries), or one clear
+    error naming the unknown switch and the known ones."""
     chosen: set[str] = set()
     for b in bugs:
         chosen |= GROUPS.get(b, {b})
+    for b in list(chosen):
+        chosen |= CARRIES.get(b, frozenset())
     unknown = sorted(chosen - SWITCHES.keys())
     if unknown:
         known = ", ".join(sorted([*SWITCHES, *GROUPS]))

@@ -2,8 +2,10 @@
 
 PAUSED is legitimate and skipped; PAUSING younger than the threshold is a pause in
 progress and skipped, older is reconciled from the shim's status (PR #404). Every other
-live sandbox is probed, and a failing probe marks it unknown — upstream's RecoverContainer,
-which is why probing a *pausing* shim (its lock held, its state() timing out) is harmful.
+live sandbox is probed. Upstream's RecoverContainer marks a sandbox whose probe failed
+unknown, which is why probing a *pausing* shim (its lock held, its state() timing out) is
+harmful; the fixed reconciler reads a probe that got no answer as "not observed" and asks
+again on a later pass (found by reconverge explore, F1).
 """
 
 from __future__ import annotations
@@ -62,7 +64,16 @@ async def reconcile_stuck_pausing(rec: SandboxReconciler, sb: Sandbox, age: floa
 
 
 async def probe(rec: SandboxReconciler, sb: Sandbox) -> None:
-    """RecoverContainer: a status that cannot be loaded marks the sandbox unknown."""
+    """Ask the task's status (its own deadline); a probe that got no answer writes nothing.
+
+    Why not "unknown": a status query that timed out or could not connect says nothing
+    about the task — under 300 ms of latency a healthy sandbox's probe outlived its
+    deadline and was marked unknown and exited (reconverge explore, F1:
+    suites/regressions/deadgc-unknown-under-latency.json). The record stays as it is and
+    the next pass asks again with a fresh deadline. NotFound (the task is gone) writes
+    nothing either: the exit watcher, or its backoff replay, owns that exit (a restart
+    re-arms the watchers), and a second writer of ``finished_at`` is what seed b removed.
+    """
     t0 = time.monotonic()
     try:
         await rec.runtime.status(sb.id, timeout=rec.timing.reconcile_query)
@@ -74,6 +85,10 @@ async def probe(rec: SandboxReconciler, sb: Sandbox) -> None:
             error=describe(exc),
             ms=round((time.monotonic() - t0) * 1000),
         )
-        async with rec.object_lock(sb.id):
-            rec.write(sb, "probe", unknown=True, finished_at=now_ns())
-            rec.persist(sb)
+        if rec.bug(bugs.DEADGC_UNKNOWN_ON_FAILED_PROBE):
+            # seed a, CubeSandbox RecoverContainer (every release the reference models, the
+            # pre-#108 DeadGC included): a status that cannot be loaded marks the sandbox
+            # unknown and exited, whatever the reason the query failed
+            async with rec.object_lock(sb.id):
+                rec.write(sb, "probe", unknown=True, finished_at=now_ns())
+                rec.persist(sb)

@@ -73,7 +73,14 @@ async def handle_sandbox_exit(
 
 
 async def delete_single_flight(rec: SandboxReconciler, sid: str) -> int:
-    """One Delete in flight per id; later callers share its outcome."""
+    """One Delete in flight per id; later callers share its outcome.
+
+    The Delete runs as a task of its own that callers join (shielded): a caller whose
+    deadline passes (the exit handler's) stops waiting, the Delete goes on, and the backoff
+    replay joins it instead of sending a second Delete into the same shim while the first
+    is still there (found by reconverge explore, F3:
+    suites/regressions/two-deletes-after-exit-deadline.json).
+    """
     if rec.bug(bugs.DUAL_EXIT_HANDLERS):
         # seed b, containerd 0034ae95: watcher and subscriber each called task.Delete; no
         # per-id guard anywhere, so both Deletes reach the shim concurrently.
@@ -82,6 +89,27 @@ async def delete_single_flight(rec: SandboxReconciler, sid: str) -> int:
     if pending is not None:
         journal.emit("reconciler", "delete_joined", id=sid)
         return await asyncio.shield(pending)
+    if rec.bug(bugs.DELETE_TIMEOUT_KILLS_RETRY):
+        # seed c, CRI before #8954 (#7496): the Delete runs on the caller's context, so the
+        # exit handler's deadline abandons it while containerd and the shim carry on; the
+        # single flight ends with it and the retry runs on its own (and sees NotFound).
+        return await _delete_on_caller(rec, sid)
+    task = asyncio.ensure_future(delete.delete_task(rec, sid))
+    rec.deletes_inflight[sid] = task
+    task.add_done_callback(lambda t: _delete_done(rec, sid, t))
+    return await asyncio.shield(task)
+
+
+def _delete_done(rec: SandboxReconciler, sid: str, task: asyncio.Future[int]) -> None:
+    """The single flight ends with the Delete itself, not with a caller's wait."""
+    if rec.deletes_inflight.get(sid) is task:
+        del rec.deletes_inflight[sid]
+    if not task.cancelled():
+        task.exception()  # retrieved: every caller may have stopped waiting (deadline)
+
+
+async def _delete_on_caller(rec: SandboxReconciler, sid: str) -> int:
+    """The pre-#8954 single flight: it lasts as long as the first caller waits."""
     fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     rec.deletes_inflight[sid] = fut
     try:

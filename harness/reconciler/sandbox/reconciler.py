@@ -170,7 +170,8 @@ class SandboxReconciler:
         """kill -9: nothing more reaches the store, every task stops where it is."""
         self.crashed = True
         self.store.close()
-        tasks = [*self._loops, *self._watchers.values(), *self._ops]
+        deletes = [f for f in self.deletes_inflight.values() if isinstance(f, asyncio.Task)]
+        tasks = [*self._loops, *self._watchers.values(), *self._ops, *deletes]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
