@@ -13,13 +13,21 @@ never on a sleep.
 Sandbox-world vocabulary:
 
 - workload: ``create``, ``pause``, ``resume`` (each with an optional caller deadline),
-  ``kill_task`` (the sandbox's task process dies: SIGKILL from outside, as the OOM killer
-  would), ``stop`` (StopPodSandbox), ``delete`` (RemovePodSandbox), ``restart`` (the
-  reconciler is killed -9 and started again on its store);
+  ``pause_async``/``resume_async`` (the same call begun without waiting for its answer, so
+  a later step overlaps it), ``kill_task`` (the sandbox's task process dies: SIGKILL from
+  outside, as the OOM killer would), ``stop`` (StopPodSandbox), ``delete``
+  (RemovePodSandbox), ``restart`` (the reconciler is killed -9 and started again on its
+  store), ``containerd_restart`` (SIGTERM or kill -9, started again on the same root and
+  state; its shims live on), ``late_exit`` (the sandbox's live shim publishes a
+  ``/tasks/exit`` for an *earlier* incarnation of the same id: its recorded pid and exit
+  time);
 - faults: ``shim_fault`` (a failpoint term on a shim method × phase, or on one event topic
-  the shim publishes, of one sandbox's shim:
-  armed on the live shim through its control socket, else carried by the sandbox's next
-  ``create`` as an annotation), ``toxic`` (on the reconciler → containerd leg);
+  the shim publishes — drop, duplicate, delay, or ``hold(<topic>)``: kept back until the
+  next event of another topic has left, the stub reordering its own events — of one
+  sandbox's shim: armed on the live shim through its control socket, else carried by the
+  sandbox's next ``create`` as an annotation), ``toxic`` (on one leg: reconciler →
+  containerd, containerd → shim (ttrpc, through the shim's own relay), shim → containerd
+  (its event Forwards));
 - ``heal``: remove every fault.
 """
 
@@ -31,6 +39,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 from harness.errors import ReconvergeError
+from harness.shim.sites import TOPICS as EVENT_TOPICS
 
 SCHEMA = 1
 SANDBOXES = ("sb0", "sb1")
@@ -43,15 +52,29 @@ SHIM_POINTS: dict[str, tuple[str, ...]] = {
     "Shutdown": ("before",),
     "State": ("before",),
     # the shim's event publisher: one point per topic (harness/shim/events.py)
-    "publish": ("tasks.exit", "tasks.paused", "tasks.resumed"),
+    "publish": ("tasks.exit", "tasks.paused", "tasks.resumed", "tasks.start", "tasks.create"),
 }
+#: the topics whose next event may release a ``hold`` (every topic the stub publishes)
+HOLD_TOPICS = EVENT_TOPICS
 #: failpoint actions a shim fault may use, and whether they take an argument
-SHIM_ACTIONS: dict[str, bool] = {"error": True, "delay": True, "drop": False, "duplicate": True}
-#: the toxiproxy legs a toxic may sit on (the fixtures provide this one)
-LEGS = ("reconciler-containerd",)
+SHIM_ACTIONS: dict[str, bool] = {
+    "error": True,
+    "delay": True,
+    "drop": False,
+    "duplicate": True,
+    "hold": True,  # publish points only; the argument is the releasing topic (tasks.exit)
+}
+#: the toxiproxy legs a toxic may sit on: the reconciler's gRPC connection to containerd,
+#: containerd's ttrpc connections to the shims (the stub's relay, ``harness/shim/relay.py``)
+#: and the shims' event Forwards to containerd (``io.reconverge.stub.events_address``)
+LEGS = ("reconciler-containerd", "containerd-shim", "shim-containerd")
 TOXICS: dict[str, bool] = {"reset_peer": False, "latency": True, "timeout": False}
 #: the ``faults.observed`` name of a reconciler kill -9 + restart step
 RESTART_EFFECT = "reconciler kill -9"
+#: the ``faults.observed`` names of a containerd restart step (graceful, kill -9)
+CONTAINERD_EFFECTS = {False: "containerd restart (SIGTERM)", True: "containerd kill -9"}
+#: the ``faults.observed`` name of a late exit published for an earlier incarnation
+LATE_EXIT_EFFECT = "late exit of an earlier incarnation"
 
 
 class Step:
@@ -105,6 +128,30 @@ class Resume(Step):
 
 
 @dataclass(frozen=True)
+class PauseAsync(Step):
+    """Begin a Pause and go on: the next steps overlap it (a Resume, a Stop, a restart)."""
+
+    op: ClassVar[str] = "pause_async"
+    sandbox: str
+    timeout: float | None = None
+
+    def describe(self) -> str:
+        return f"begin pause {self.sandbox}{_deadline(self.timeout)}, not waiting"
+
+
+@dataclass(frozen=True)
+class ResumeAsync(Step):
+    """Begin a Resume and go on (the twin of :class:`PauseAsync`)."""
+
+    op: ClassVar[str] = "resume_async"
+    sandbox: str
+    timeout: float | None = None
+
+    def describe(self) -> str:
+        return f"begin resume {self.sandbox}{_deadline(self.timeout)}, not waiting"
+
+
+@dataclass(frozen=True)
 class KillTask(Step):
     op: ClassVar[str] = "kill_task"
     sandbox: str
@@ -137,6 +184,31 @@ class Restart(Step):
 
     def describe(self) -> str:
         return "reconciler kill -9 + restart"
+
+
+@dataclass(frozen=True)
+class ContainerdRestart(Step):
+    """The world's containerd stops (SIGTERM, or SIGKILL with ``kill``) and starts again on
+    the same root and state: its shims live on and are reconnected, its event streams end."""
+
+    op: ClassVar[str] = "containerd_restart"
+    kill: bool = False
+
+    def describe(self) -> str:
+        return "containerd kill -9 + restart" if self.kill else "containerd SIGTERM + restart"
+
+
+@dataclass(frozen=True)
+class LateExit(Step):
+    """The live shim of ``sandbox`` publishes ``/tasks/exit`` for the id's previous
+    incarnation (its recorded pid and exit time): an exit that arrives after the id was
+    deleted and created again."""
+
+    op: ClassVar[str] = "late_exit"
+    sandbox: str
+
+    def describe(self) -> str:
+        return f"late /tasks/exit of the previous incarnation of {self.sandbox}"
 
 
 @dataclass(frozen=True)
@@ -192,7 +264,22 @@ class Heal(Step):
 
 STEPS: dict[str, type[Step]] = {
     c.op: c
-    for c in (Create, Pause, Resume, KillTask, Stop, Delete, Restart, ShimFault, Toxic, Heal)
+    for c in (
+        Create,
+        Pause,
+        Resume,
+        PauseAsync,
+        ResumeAsync,
+        KillTask,
+        Stop,
+        Delete,
+        Restart,
+        ContainerdRestart,
+        LateExit,
+        ShimFault,
+        Toxic,
+        Heal,
+    )
 }
 
 
@@ -256,6 +343,10 @@ class Schedule:
         """Faults without a failpoint: a restart (journaled when done), a toxic (journaled
         when a call under it failed or was slowed)."""
         out = [RESTART_EFFECT] if any(isinstance(s, Restart) for s in self.steps) else []
+        out += sorted(
+            {CONTAINERD_EFFECTS[s.kill] for s in self.steps if isinstance(s, ContainerdRestart)}
+        )
+        out += [LATE_EXIT_EFFECT] if any(isinstance(s, LateExit) for s in self.steps) else []
         return out + sorted({toxic_effect(s) for s in self.steps if isinstance(s, Toxic)})
 
     def table(self, title: str | None = None) -> str:
@@ -299,6 +390,13 @@ def validate(step: Step, *, source: str = "step") -> None:
             raise ReconvergeError(f"{source}: no shim point {step.point}; known: {known}")
         if step.action not in SHIM_ACTIONS:
             raise ReconvergeError(f"{source}: unknown shim action {step.action!r}")
+        if step.action == "hold":
+            topics = HOLD_TOPICS
+            if step.method != "publish" or step.arg not in topics:
+                raise ReconvergeError(
+                    f"{source}: hold is for shim.publish.<topic> points and takes the "
+                    f"releasing topic ({', '.join(topics)}); got {step.point} hold({step.arg})"
+                )
         if step.nth < 1:
             raise ReconvergeError(f"{source}: nth must be ≥ 1, got {step.nth}")
     if isinstance(step, Toxic):

@@ -62,9 +62,30 @@ FAULT_MENU: tuple[FaultChoice, ...] = (
     FaultChoice("publish", "tasks.exit", "duplicate", "1"),
     FaultChoice("publish", "tasks.paused", "drop"),
     FaultChoice("publish", "tasks.resumed", "drop"),
+    # the stub reordering its own events: one topic held until the next event of another
+    FaultChoice("publish", "tasks.paused", "hold", "tasks.resumed"),
+    FaultChoice("publish", "tasks.resumed", "hold", "tasks.paused"),
+    FaultChoice("publish", "tasks.exit", "hold", "tasks.delete"),
+    FaultChoice("Resume", "before", "delay", "2500"),
 )
-TOXIC_MENU: tuple[tuple[str, int], ...] = (("reset_peer", 0), ("latency", 300))
+#: (kind, arg, leg); the first entries are the simplest (what shrinking moves towards).
+#: Latency 300 ms: longer than nothing, shorter than every deadline but the exit handler's
+#: share of a Delete; ``timeout`` on the events leg holds every Forward (the stub gives up
+#: on it after its own deadline: the event is lost). Not drawn: ``reset_peer``/``timeout`` on
+#: containerd → shim — containerd 1.6.20 never reconnects to a shim whose connection broke,
+#: it runs the shim's ``delete`` and forgets a shim that lives on (observed and asserted in
+#: tests/integration/shim/test_shim_legs_through_toxiproxy.py): every such schedule would
+#: "fail" with every fix on by containerd's own leak. A schedule file may still use them.
+TOXIC_MENU: tuple[tuple[str, int, str], ...] = (
+    ("reset_peer", 0, "reconciler-containerd"),
+    ("latency", 300, "reconciler-containerd"),
+    ("timeout", 0, "shim-containerd"),
+    ("latency", 300, "shim-containerd"),
+    ("latency", 300, "containerd-shim"),
+)
 CALLER_DEADLINES: tuple[float | None, ...] = (None, 0.4)
+#: the swarm: how many fault-menu entries one schedule draws its fault steps from
+SWARM_MAX = 3
 
 
 def menu(only: Sequence[str] = ()) -> tuple[FaultChoice, ...]:
@@ -87,6 +108,25 @@ class _Model:
 
     exists: dict[str, bool] = field(default_factory=dict)
     paused: dict[str, bool] = field(default_factory=dict)
+    created: dict[str, int] = field(default_factory=dict)  # creates per id (incarnations)
+    begun: str = ""  # the sandbox whose call the previous step began without waiting
+    armed: dict[str, set[str]] = field(default_factory=dict)  # faulted methods per sandbox
+
+
+#: which ops make a faulted method run (a fault meets the call it breaks): a Pause fault
+#: is met by a pause, an exit-topic fault by a task that dies, a State fault by the status
+#: query after a failed call (or a DeadGC probe)
+TRIGGERS: dict[str, tuple[str, ...]] = {
+    "Pause": ("pause", "pause_async"),
+    "Resume": ("resume", "resume_async"),
+    "Kill": ("stop",),
+    "Delete": ("kill_task", "stop"),
+    "Shutdown": ("kill_task", "stop"),
+    "State": ("pause", "resume"),
+    "tasks.paused": ("pause", "pause_async"),
+    "tasks.resumed": ("resume", "resume_async"),
+    "tasks.exit": ("kill_task", "stop"),
+}
 
 
 def schedules(
@@ -110,7 +150,8 @@ def schedules(
         def d(what: str, strategy: st.SearchStrategy[Any]) -> Any:
             return log.note(what, draw(strategy))
 
-        swarm = sorted(d("swarm", st.sets(st.integers(0, len(faults) - 1), min_size=1, max_size=2)))
+        indices = st.sets(st.integers(0, len(faults) - 1), min_size=1, max_size=SWARM_MAX)
+        swarm = sorted(d("swarm", indices))
         n = d("length", st.integers(1, max_steps))
         model = _Model()
         steps: list[S.Step] = []
@@ -130,19 +171,12 @@ def _step(
     toxics: bool,
 ) -> S.Step:
     sid = d(f"{where}.sandbox", st.sampled_from(list(ids))) if len(ids) > 1 else ids[0]
-    live = model.exists.get(sid, False)
-    # weights by repetition: a world without its sandbox mostly creates it; a live one is
-    # mostly faulted and driven (heal, restart, toxics, a re-create are rarer spices)
-    if not live:
-        ops = ["create"] * 4 + ["fault", "heal", "restart", *(["toxic"] if toxics else [])]
-    else:
-        ops = ["fault", "stop", "kill_task", "pause", "resume"] * 2
-        ops += ["delete", "heal", "restart", *(["toxic"] if toxics else [])]
-        ops += ["create"]  # recreate under the same id (fails while it lives: still a step)
-    op = d(f"{where}.op", st.sampled_from(ops))
+    op = d(f"{where}.op", st.sampled_from(_ops(model, sid, toxics)))
+    model.begun = sid if op.endswith("_async") else ""
     if op == "create":
         model.exists[sid] = True
         model.paused[sid] = False
+        model.created[sid] = model.created.get(sid, 0) + 1
         return S.Create(sid)
     if op == "fault":
         f = (
@@ -151,21 +185,62 @@ def _step(
             else swarm[0]
         )
         nth = d(f"{where}.nth", st.sampled_from([1, 2]))
+        model.armed.setdefault(sid, set()).add(f.phase if f.method == "publish" else f.method)
         return S.ShimFault(sid, f.method, f.phase, f.action, f.arg, nth)
     if op == "toxic":
-        kind, arg = TOXIC_MENU[d(f"{where}.toxic", st.integers(0, len(TOXIC_MENU) - 1))]
-        return S.Toxic(kind, arg=arg)
-    if op in ("pause", "resume"):
+        kind, arg, leg = TOXIC_MENU[d(f"{where}.toxic", st.integers(0, len(TOXIC_MENU) - 1))]
+        return S.Toxic(kind, leg=leg, arg=arg)
+    if op in ("pause", "resume", "pause_async", "resume_async"):
         timeout = d(f"{where}.deadline", st.sampled_from(list(CALLER_DEADLINES)))
-        model.paused[sid] = op == "pause"
-        return S.Pause(sid, timeout) if op == "pause" else S.Resume(sid, timeout)
+        model.paused[sid] = op.startswith("pause")
+        cls = {
+            "pause": S.Pause,
+            "resume": S.Resume,
+            "pause_async": S.PauseAsync,
+            "resume_async": S.ResumeAsync,
+        }[op]
+        return cls(sid, timeout)
+    if op == "containerd_restart":
+        return S.ContainerdRestart(kill=d(f"{where}.kill", st.booleans()))
     if op == "delete":
         model.exists[sid] = False
         return S.Delete(sid)
+    if op == "heal":
+        model.armed.clear()
     simple: dict[str, Any] = {
         "stop": S.Stop,
         "kill_task": S.KillTask,
+        "late_exit": S.LateExit,
     }
     if op in simple:
         return simple[op](sid)
     return S.Heal() if op == "heal" else S.Restart()
+
+
+def _ops(model: _Model, sid: str, toxics: bool) -> list[str]:
+    """The ops to draw from for ``sid``, weighted by repetition.
+
+    A world without its sandbox mostly creates it. A live one is mostly faulted and driven
+    the way its state invites — a running sandbox paused, a paused one resumed (each also as
+    a call begun without waiting, so the next step overlaps it) — with toxics, kills, stops,
+    restarts of either process and a re-create under the same id as rarer spices; a late
+    exit only once the id has an earlier incarnation.
+    """
+    tox = ["toxic"] if toxics else []
+    if not model.exists.get(sid, False):
+        return ["create"] * 4 + ["fault", "heal", "restart", *tox]
+    if model.begun == sid:  # a call is under way: mostly something that overlaps it
+        turn = "resume" if model.paused.get(sid, False) else "pause"
+        return ["restart"] * 2 + [turn] * 2 + ["containerd_restart", "kill_task", "stop", *tox]
+    if model.paused.get(sid, False):
+        ops = ["resume"] * 2 + ["resume_async"] * 2 + ["pause"]
+    else:
+        ops = ["pause"] * 2 + ["pause_async"] * 2 + ["resume"]
+    ops += ["fault"] * 3 + tox * 2 + ["kill_task"] * 2
+    ops += ["stop", "delete", "heal", "restart", "containerd_restart", "create"]
+    if model.created.get(sid, 0) >= 2:
+        ops.append("late_exit")
+    # an armed fault makes the ops that meet it likelier (those this state allows)
+    for method in sorted(model.armed.get(sid, ())):
+        ops += [op for op in TRIGGERS.get(method, ()) if op in ops] * 2
+    return ops

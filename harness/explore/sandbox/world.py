@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,18 @@ from harness.run import Run
 
 #: the suites' default (``--reconverge-sandbox-time-scale``): the fault menu is tuned to it
 TIME_SCALE = 0.05
+#: one socat relay of containerd's ttrpc socket per containerd (the events leg's upstream)
+_TTRPC_RELAYS: weakref.WeakKeyDictionary[Containerd, str] = weakref.WeakKeyDictionary()
+
+
+def ttrpc_relay(containerd: Containerd) -> str:
+    """containerd's ttrpc socket on 127.0.0.1, started once per containerd: the upstream of
+    a namespace's events-leg proxy. socat dials the socket per connection, so the relay
+    outlives a containerd restart (the next Forward reaches the new process)."""
+    addr = _TTRPC_RELAYS.get(containerd)
+    if addr is None:
+        addr = _TTRPC_RELAYS[containerd] = containerd.tcp_relay("ttrpc")
+    return addr
 
 
 class SandboxWorld:

@@ -18,12 +18,20 @@ EVERY_STEP = (
     S.Create("sb0"),
     S.Pause("sb0", 0.4),
     S.Resume("sb1"),
+    S.PauseAsync("sb0"),
+    S.ResumeAsync("sb0", 0.4),
     S.KillTask("sb0"),
     S.Stop("sb0"),
     S.Delete("sb0"),
     S.Restart(),
+    S.ContainerdRestart(),
+    S.ContainerdRestart(kill=True),
+    S.LateExit("sb0"),
     S.ShimFault("sb0", "Delete", "between", "delay", "300", nth=2),
+    S.ShimFault("sb0", "publish", "tasks.paused", "hold", "tasks.resumed"),
     S.Toxic("latency", arg=300),
+    S.Toxic("timeout", leg="shim-containerd"),
+    S.Toxic("reset_peer", leg="containerd-shim"),
     S.Heal(),
 )
 
@@ -84,6 +92,31 @@ def test_table_numbers_steps_like_a_timeline():
             "unknown shim action 'explode'",
         ),
         ({"op": "toxic", "kind": "bandwidth"}, "unknown toxic 'bandwidth'"),
+        ({"op": "toxic", "kind": "latency", "leg": "moon-shim"}, "unknown leg 'moon-shim'"),
+        ({"op": "containerd_restart", "kill": True, "sandbox": "sb0"}, "has no field sandbox"),
+        ({"op": "late_exit", "sandbox": "sb7"}, "unknown sandbox 'sb7'"),
+        (
+            {
+                "op": "shim_fault",
+                "sandbox": "sb0",
+                "method": "Pause",
+                "phase": "after",
+                "action": "hold",
+                "arg": "tasks.exit",
+            },
+            "hold is for shim.publish.<topic> points",
+        ),
+        (
+            {
+                "op": "shim_fault",
+                "sandbox": "sb0",
+                "method": "publish",
+                "phase": "tasks.exit",
+                "action": "hold",
+                "arg": "tasks.moon",
+            },
+            "takes the releasing topic",
+        ),
         ("create", "a step is an object"),
     ],
 )
@@ -122,11 +155,16 @@ def test_drawn_schedules_are_valid_and_round_trip(data):
     # every draw is journaled with its index, in order
     assert [d[0] for d in log.draws] == list(range(len(log.draws)))
     assert log.draws[0][1] == "swarm" and log.draws[1] == (1, "length", len(sched))
-    # a swarm of at most two fault-menu entries per schedule
+    # a swarm of at most SWARM_MAX fault-menu entries per schedule
     kinds = {
         (s.method, s.phase, s.action, s.arg) for s in sched.steps if isinstance(s, S.ShimFault)
     }
-    assert len(kinds) <= 2
+    assert len(kinds) <= strategy.SWARM_MAX
+    # a late exit only once its id was created twice (it names an earlier incarnation)
+    for i, step in enumerate(sched.steps):
+        if isinstance(step, S.LateExit):
+            before = sched.steps[:i]
+            assert sum(isinstance(s, S.Create) and s.sandbox == step.sandbox for s in before) >= 2
 
 
 def test_fault_menu_filter_and_its_error():
@@ -169,3 +207,49 @@ def test_a_world_not_built_yet_is_one_clear_error(monkeypatch):
     monkeypatch.setitem(worlds.WORLDS, "moon", "harness.explore.moon.hooks")
     with pytest.raises(ReconvergeError, match="world 'moon' is not built yet"):
         S.Schedule.loads('{"world": "moon", "steps": [{"op": "heal"}]}')
+
+
+def test_new_vocabulary_describes_and_declares_its_effects():
+    steps = (
+        S.PauseAsync("sb0", 0.4),
+        S.ContainerdRestart(kill=True),
+        S.ContainerdRestart(),
+        S.LateExit("sb0"),
+        S.Toxic("timeout", leg="shim-containerd"),
+        S.ShimFault("sb0", "publish", "tasks.exit", "hold", "tasks.delete"),
+    )
+    sched = S.Schedule(steps)
+    rows = sched.table().splitlines()[2:]
+    assert "begin pause sb0 (caller deadline 0.4s), not waiting" in rows[0]
+    assert rows[1].endswith("containerd kill -9 + restart")
+    assert rows[2].endswith("containerd SIGTERM + restart")
+    assert "late /tasks/exit of the previous incarnation of sb0" in rows[3]
+    assert rows[4].endswith("toxic timeout on shim → containerd")
+    assert rows[5].endswith("fault shim.publish.tasks.exit=1*hold(tasks.delete) on sb0")
+    assert sched.effects() == [
+        S.CONTAINERD_EFFECTS[True],  # sorted: "containerd kill -9" < "containerd restart…"
+        S.CONTAINERD_EFFECTS[False],
+        S.LATE_EXIT_EFFECT,
+        "toxic timeout on shim-containerd",
+    ]
+    assert sched.faults() == ["shim.publish.tasks.exit"]
+    assert S.PauseAsync("sb0").target == "sb0" and S.ContainerdRestart().target == ""
+
+
+def test_every_toxic_leg_and_new_op_is_drawn():
+    """The strategy reaches every leg of the toxic menu and every new op (weights > 0)."""
+    legs = {leg for _k, _a, leg in strategy.TOXIC_MENU}
+    assert legs == set(S.LEGS)
+    model = strategy._Model(exists={"sb0": True}, paused={"sb0": False}, created={"sb0": 2})
+    running = strategy._ops(model, "sb0", toxics=True)
+    model.paused["sb0"] = True
+    paused = strategy._ops(model, "sb0", toxics=True)
+    for op in ("pause_async", "containerd_restart", "late_exit", "toxic"):
+        assert op in running, op
+    assert "resume_async" in paused
+    # the state invites its op: a running sandbox is mostly paused, a paused one resumed
+    assert running.count("pause") > running.count("resume")
+    assert paused.count("resume") > paused.count("pause")
+    assert "late_exit" not in strategy._ops(
+        strategy._Model(exists={"sb0": True}, created={"sb0": 1}), "sb0", toxics=False
+    )
