@@ -85,18 +85,27 @@ def menu(only: Sequence[str] = (), *, toxics: bool = True) -> tuple[FaultChoice,
 class _Model:
     """Just enough to draw plausible steps; the real outcome of a step may differ."""
 
+    #: "claims"/"pods": standalone claims c0, c1 (after a migration, claim deletions or
+    #: pod deaths come first); "set": the members of claim set s0
+    focus: str = "claims"
     claims: set[str] = field(default_factory=set)
     replicas: int = 0
+    #: a watch fault that outlives reconnects is on (a compaction behind it means a 410)
+    cut: bool = False
+    #: claims the schedule migrated (their deletion, or their pods', is what bites then)
+    migrated: list[str] = field(default_factory=list)
 
     def refs(self) -> list[str]:
-        """Live claim references, standalone first, in a stable order."""
-        members = [f"{C.SETS[0]}[{i}]" for i in range(self.replicas)]
-        return [c for c in C.CLAIMS if c in self.claims] + members
+        """Live claim references of the focus, in a stable order."""
+        if self.focus == "set":
+            return [f"{C.SETS[0]}[{i}]" for i in range(self.replicas)]
 
-    def forget(self, ref: str) -> None:
-        if ref in self.claims:
-            self.claims.discard(ref)
-        # a deleted set member is replaced by the set: the count stays
+        return [c for c in C.CLAIMS if c in self.claims]
+
+
+#: what a schedule drives: standalone claims, or the claim set's members (a set member
+#: whose pod dies is deleted and replaced by its set, a standalone claim must rebind)
+FOCUS = ("claims", "set", "pods")
 
 
 def schedules(
@@ -106,7 +115,8 @@ def schedules(
     bugs: Sequence[str] = (),
     log: DrawLog | None = None,
 ) -> st.SearchStrategy[S.Schedule]:
-    """Schedules of 1..``max_steps`` claims-world steps."""
+    """Schedules of 1..``max_steps`` claims-world steps (at least 2 drawn when allowed: a
+    single step rarely means anything, and the step-deletion pass still reaches 1)."""
     faults = tuple(faults)
     log = log if log is not None else DrawLog()
 
@@ -121,12 +131,21 @@ def schedules(
         if faults:
             picked = d("swarm", st.sets(st.integers(0, len(faults) - 1), min_size=1, max_size=2))
             swarm = [faults[j] for j in sorted(picked)]
-        n = d("length", st.integers(1, max_steps))
-        model = _Model()
+        model = _Model(focus=d("focus", st.sampled_from(FOCUS)))
+        n = d("length", st.sampled_from(lengths(max_steps)))
         steps = [_step(d, f"step{i + 1}", model, swarm) for i in range(n)]
         return S.Schedule(tuple(steps), world="claims", bugs=tuple(bugs))
 
     return build()
+
+
+def lengths(max_steps: int) -> list[int]:
+    """Schedule lengths in drawing order: Hypothesis draws (and shrinks towards) the first
+    entries of a list far more often than the rest, and most claims bugs need 3–5 steps —
+    two claims, a migration, a pod or claim deletion. Shorter schedules come from the
+    step-deletion pass after Hypothesis's shrink."""
+    order = [4, 5, 3, 6, 2, 7, 8, *range(9, max_steps + 1)]
+    return [n for n in order if n <= max_steps] or [1]
 
 
 def _pick(d: Any, what: str, options: Sequence[Any]) -> Any:
@@ -134,22 +153,48 @@ def _pick(d: Any, what: str, options: Sequence[Any]) -> Any:
     return options[0] if len(options) == 1 else d(what, st.sampled_from(list(options)))
 
 
+def _ops(model: _Model, swarm: Sequence[FaultChoice]) -> list[str]:
+    """The ops on offer, weighted by repetition: without claims the world mostly makes
+    some; with claims it is mostly driven (migrations, pod deaths, deletions) and faulted;
+    with the watch cut, a change and then a compaction are what matter.
+
+    Order matters too: Hypothesis draws the first entries of a list more often than the
+    rest (and shrinks towards them), so the op that drives the world furthest comes first
+    — making the claims while there are none, migrating once two exist.
+    """
+    refs = model.refs()
+    ops: list[str] = []
+    if model.focus != "set":
+        missing = len(model.claims) < len(C.CLAIMS)
+        make = ["create_claim"] * ((3 if refs else 4) if missing else 0)
+    else:
+        make = ["scale_set"] * (3 if refs else 4)
+    if model.migrated:  # after a migration: the pods' and claims' deaths come first
+        kill = ["delete_claim"] * 3 + ["delete_pod"] * 3
+        drive = (kill[::-1] if model.focus == "pods" else kill) + ["migrate"] * 2
+        drive += ["scale_set"] * (2 if model.focus == "set" else 0)
+    else:
+        drive = ["migrate"] * (4 if len(refs) > 1 else 2) + ["delete_pod"] * 3
+        drive += ["delete_claim"] * 2
+    drive += ["recreate_pod", "pod_phase"]
+    if not refs:
+        drive = []
+    ops = drive + make if len(refs) > 1 else make + drive
+    ops += ["fault"] * (2 if swarm else 0)
+    ops += ["compact"] * (3 if model.cut else 1) + ["operator_restart", "heal"]
+    return ops
+
+
+def _migrated_first(model: _Model, refs: list[str]) -> list[str]:
+    """Claim references, the ones a migration touched first (stable otherwise)."""
+    return sorted(refs, key=lambda r: r not in model.migrated)
+
+
 def _step(d: Any, where: str, model: _Model, swarm: Sequence[FaultChoice]) -> S.Step:
     refs = model.refs()
-    missing = [c for c in C.CLAIMS if c not in model.claims]
-    # weights by repetition: without claims the world mostly makes some; with claims it is
-    # mostly driven (migrations, pod deaths, deletions) and faulted
-    ops: list[str] = []
-    ops += ["create_claim"] * (3 if missing else 0)
-    ops += ["scale_set"] * 2
-    if refs:
-        ops += ["migrate"] * 3 + ["delete_pod"] * 2 + ["delete_claim"] * 2
-        ops += ["recreate_pod", "pod_phase"]
-    ops += ["fault"] * (3 if swarm else 0)
-    ops += ["compact", "operator_restart", "heal"]
-    op = d(f"{where}.op", st.sampled_from(ops))
+    op = d(f"{where}.op", st.sampled_from(_ops(model, swarm)))
     if op == "create_claim":
-        name = _pick(d, f"{where}.claim", missing)
+        name = _pick(d, f"{where}.claim", [c for c in C.CLAIMS if c not in model.claims])
         model.claims.add(name)
         return C.CreateClaim(name)
     if op == "scale_set":
@@ -158,27 +203,33 @@ def _step(d: Any, where: str, model: _Model, swarm: Sequence[FaultChoice]) -> S.
         return C.ScaleSet(C.SETS[0], replicas)
     if op == "migrate":
         claim = _pick(d, f"{where}.claim", refs)
-        to = _pick(d, f"{where}.to", [C.IDLE, *(r for r in refs if r != claim)])
+        to = _pick(d, f"{where}.to", [*(r for r in refs if r != claim), C.IDLE])
+        model.migrated.append(claim)
         return C.Migrate(claim, to)
     if op in ("delete_pod", "recreate_pod"):
-        pod = _pick(d, f"{where}.pod", refs)
+        pod = _pick(d, f"{where}.pod", _migrated_first(model, refs))
         return C.DeletePod(pod) if op == "delete_pod" else C.RecreatePod(pod)
     if op == "pod_phase":
         pod = _pick(d, f"{where}.pod", refs)
         return C.PodPhase(pod, _pick(d, f"{where}.phase", C.PHASES))
     if op == "delete_claim":
-        claim = _pick(d, f"{where}.claim", refs)
-        model.forget(claim)
+        claim = _pick(d, f"{where}.claim", _migrated_first(model, refs))
+        model.claims.discard(claim)  # a deleted set member is replaced: the count stays
         return C.DeleteClaim(claim)
     if op == "fault":
         f = swarm[0]
         if len(swarm) > 1:
             f = swarm[d(f"{where}.fault", st.integers(0, len(swarm) - 1))]
         nth = d(f"{where}.nth", st.sampled_from(list(NTH))) if isinstance(f.step, C.Intake) else 1
-        return f.make(nth)
-    simple: dict[str, S.Step] = {
-        "compact": C.Compact(),
-        "operator_restart": C.OperatorRestart(),
-        "heal": C.Heal(),
-    }
-    return simple[op]
+        step = f.make(nth)
+        if (
+            isinstance(step, C.Toxic)
+            and step.leg == "watch"
+            and step.kind in ("down", "reset_peer")
+        ):
+            model.cut = True
+        return step
+    if op == "heal":
+        model.cut = False
+        return C.Heal()
+    return C.Compact() if op == "compact" else C.OperatorRestart()
