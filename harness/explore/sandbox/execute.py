@@ -230,6 +230,7 @@ class Executor:
         answer = "ok"
         sid = step.target
         if isinstance(step, S.Create):
+            self._previous_shim_gone(sid)
             ann = failpoint_annotations(**self.pending.pop(sid, {}))
             answer = self._bounded(r.create(sid, {**ann, **self._leg_annotations()}))
             if answer == "ok":
@@ -284,6 +285,25 @@ class Executor:
         rec = StepRecord(i, step.op, step.describe(), answer, time.monotonic() - t0, settled)
         journal.emit("explore", "step_done", index=i, answer=answer, settled=settled)
         return rec
+
+    def _previous_shim_gone(self, sid: str) -> None:
+        """Before ``sid`` is created again: its previous shim, removed from the view, has
+        finished exiting (bounded). The step before it ended at the reconciler's
+        quiescence, but the old daemon's exit is still in flight for a few ms, and the new
+        shim serves on the same socket path (its key is the id's): the harness's own race,
+        not the reconciler's, so the explorer waits it out."""
+        assert self.host is not None
+        entry = leaks.registry_entry(self.env.run_dir, self.env.namespace, sid)
+        pid = int((entry or {}).get("pid") or 0)
+        if not pid or sid in self.host.snapshot()["view"]:
+            return
+        with contextlib.suppress(TooSlow):
+            wait_for(
+                lambda: not leaks.shim_alive(pid),
+                timeout=2.0,
+                interval=0.02,
+                what=f"the previous shim of {sid} exited",
+            )
 
     # -- the vocabulary's world steps ---------------------------------------------------------
     def begin(self, i: int, step: S.PauseAsync | S.ResumeAsync) -> str:
