@@ -24,8 +24,11 @@ exit codes:
   2    a bad option, an unknown bug switch, a missing component
   130  interrupted: what was started is cleaned up
 
-A failure is saved as OUT/failures/<name>.json; replay it with
+A failure is saved as OUT/failures/<name>.json, the journal of its failing run as
+OUT/failures/<name>.journal.jsonl; replay it with
   reconverge repro OUT/failures/<name>.json
+and draw it (schedule tables, swimlanes, T1…Tn) with
+  reconverge report OUT/failures/<name>.json
 """
 
 
@@ -257,7 +260,10 @@ def _say(line: str) -> None:
 
 
 def save_failure(opts: Any, found: Any, directory: Path, regressions: Path | None) -> Path:
-    from harness.explore import regress
+    """Save the shrunk failure as ``<name>.json`` and, when the engine kept it, the journal
+    of its confirmed failing run as ``<name>.journal.jsonl`` beside it (not beside the
+    regression copy: the suites replay schedules, and a journal would bloat the repo)."""
+    from harness.explore import failure_journal, regress
     from harness.explore import schedule as S
 
     first, minimal = found.first, found.minimal
@@ -290,6 +296,10 @@ def save_failure(opts: Any, found: Any, directory: Path, regressions: Path | Non
     )
     name = f"{'-'.join(opts.bugs) or 'fixed'}-{res.check if res else 'failure'}-{opts.seed}"
     path = regress.save(saved, directory, name)
+    if res is not None and res.journal:
+        # the failing run of the shrunk schedule, drawn by ``reconverge report <path>``
+        kept = failure_journal.write(failure_journal.path_for(path), res.journal)
+        print(f"journal of the failing run: {kept} ({len(res.journal)} records)")
     print(minimal.schedule.table(title=f"shrunk failure ({len(minimal.schedule)} steps):"))
     print(f"symptom: {saved.symptom}")
     print(

@@ -22,6 +22,10 @@ Budgets: ``minutes`` bounds the search; a failure starts a shrink budget of its 
 a budget a schedule not yet run is answered "not run" (journaled as such) so Hypothesis
 stops quickly and replays its smallest failure, which is cached.
 
+Journal: the engine notes each run's window on the monotonic clock; when the search ends
+(the world still up) it cuts the journal of the run a failure is saved with out of the
+world's run journal (:mod:`harness.explore.failure_journal`), for the report's swimlanes.
+
 Determinism: one master seed (and the shard) derives Hypothesis's seed, namespace names
 and the world's run seed (toxiproxy ``-seed``); every example's draws are journaled with
 their index (:class:`harness.explore.draws.DrawLog`) in ``decisions.jsonl``, which
@@ -43,8 +47,8 @@ from hypothesis import seed as hseed
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from harness import journal
+from harness.explore import failure_journal, worlds
 from harness.explore import schedule as S
-from harness.explore import worlds
 from harness.explore.draws import DrawLog
 from harness.explore.result import Result
 from harness.verdict import Outcome
@@ -164,6 +168,7 @@ class Explorer:
         self._deleting = False
         self._consecutive_errors = 0
         self._example = 0
+        self._run_dir: Path | None = None
 
     # -- budgets -------------------------------------------------------------------------------
     def _spent(self) -> str:
@@ -181,7 +186,12 @@ class Explorer:
 
     # -- one schedule --------------------------------------------------------------------------
     def _run(self, sched: S.Schedule, label: str) -> Result:
+        # the world journals into its run directory; note where and when this run was, so
+        # the saved failure's run can be cut out of it (failure_journal) while it still exists
+        self._run_dir = journal.current().run_dir
+        start = time.monotonic()
         result = self.runner(sched, label)
+        result.window = (start, time.monotonic())
         self.found.runs += 1
         if self._shrink_t0 is not None:
             self.found.shrink_runs += 1
@@ -317,6 +327,7 @@ class Explorer:
             explore_world()
         except ScheduleFailed as exc:
             self.found.minimal = self._delete_steps(exc.evaluation)
+        self._keep_journal()
         self.found.seconds = time.monotonic() - self._t0
         return self.found
 
@@ -327,8 +338,18 @@ class Explorer:
         ev = self.evaluate(sched, [(0, "given schedule", len(sched))])
         if ev.failed:
             self.found.minimal = self._delete_steps(ev)
+        self._keep_journal()
         self.found.seconds = time.monotonic() - self._t0
         return self.found
+
+    def _keep_journal(self) -> None:
+        """Cut the journal of the run a failure is saved with (``minimal.first_failure``)
+        out of the world's run journal — now, while the world (and its run dir) is up.
+
+        Only that run: every run's records held in memory would grow with the search."""
+        res = self.found.minimal.first_failure if self.found.minimal else None
+        if res is not None and not res.journal:
+            res.journal = failure_journal.cut(self._run_dir, res.window, res.namespace)
 
     def _delete_steps(self, ev: Evaluation) -> Evaluation:
         """Greedy one-step deletions after Hypothesis, each confirmed like any candidate.

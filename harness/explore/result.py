@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.journal.record import Record
 from harness.verdict import Finding, Outcome
 
 
@@ -38,6 +39,11 @@ class Result:
     fired: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     namespace: str = ""
+    #: (start, end) on the shared monotonic clock: the engine notes when ``runner`` ran it
+    window: tuple[float, float] | None = None
+    #: this run's journal records (filled by the engine only for the run a failure is saved
+    #: with: holding every run's journal would grow with the search)
+    journal: list[Record] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:

@@ -3,8 +3,9 @@
 Both take a failure bundle, a run directory (kept with ``--reconverge-keep``), an artifacts
 directory or a journal file; a missing or empty one is a :class:`ReconvergeError` (one line,
 exit 2) raised by :func:`harness.report.source.load`. ``reconverge report`` also takes a
-schedule file the explorer saved (``*.json``): it has no journal, so its page shows the shrunk
-schedule next to the original (:mod:`harness.report.schedule_view`).
+schedule file the explorer saved (``*.json``): its page shows the shrunk schedule next to the
+original and, when ``<name>.journal.jsonl`` lies beside it, the failing run's swimlanes and
+T1…Tn under them (:mod:`harness.report.schedule_view`).
 """
 
 from __future__ import annotations
@@ -59,5 +60,11 @@ def _saved_schedule_report(path: Path, output: str | None) -> int:
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page)
+    kept = view.saved[0].journal
     print(f"report: {out}")
+    print(
+        f"journal: {len(kept)} record(s) of the failing run drawn"
+        if kept
+        else "journal: none beside the file (schedule tables only)"
+    )
     return 0

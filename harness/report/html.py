@@ -92,8 +92,11 @@ def _fmt_t(seconds: float) -> str:
     return f"+{seconds * 1000:.0f}ms" if seconds < 2 else f"+{seconds:.2f}s"
 
 
-def swimlanes(picture: Picture) -> str:
-    """The lane labels and the SVG of lanes, faults and the first violation."""
+def swimlanes(picture: Picture, prefix: str = "") -> str:
+    """The lane labels and the SVG of lanes, faults and the first violation.
+
+    ``prefix`` goes before every element id and row link, so a page can hold several
+    (a merge's saved failures); the page script zooms the unprefixed one."""
     px = _scale(picture)
     width = int(picture.duration * px) + RIGHT_PAD
     lanes = picture.lanes
@@ -101,7 +104,7 @@ def swimlanes(picture: Picture) -> str:
     height = AXIS_H + LANE_H * len(lanes) + 4
     out: list[str] = []
     out.append(
-        f'<svg id="lanes-svg" xmlns="http://www.w3.org/2000/svg" width="{width}" '
+        f'<svg id="{prefix}lanes-svg" xmlns="http://www.w3.org/2000/svg" width="{width}" '
         f'height="{height}" data-px="{px:.3f}" data-duration="{picture.duration:.6f}" '
         f'data-pad="{RIGHT_PAD}">'
     )
@@ -131,13 +134,13 @@ def swimlanes(picture: Picture) -> str:
         if f.end is not None:
             w = max((f.end - f.start) * px, 3)
             out.append(
-                f'<a href="#T{f.index}"><rect class="fault" x="{x:.1f}" y="{AXIS_H}" '
+                f'<a href="#{prefix}T{f.index}"><rect class="fault" x="{x:.1f}" y="{AXIS_H}" '
                 f'width="{w:.1f}" height="{height - AXIS_H}" data-t="{f.start:.6f}" '
                 f'data-e="{f.end:.6f}"><title>{tip}</title></rect></a>'
             )
         else:
             out.append(
-                f'<a href="#T{f.index}"><g class="fault-mark" data-t="{f.start:.6f}">'
+                f'<a href="#{prefix}T{f.index}"><g class="fault-mark" data-t="{f.start:.6f}">'
                 f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{AXIS_H}" y2="{height}"/>'
                 f'<path d="M{x - 5:.1f},{AXIS_H - 6} L{x + 5:.1f},{AXIS_H - 6} '
                 f'L{x:.1f},{AXIS_H + 2} Z"/>'
@@ -155,7 +158,7 @@ def swimlanes(picture: Picture) -> str:
             w = max((item.end - item.start) * px, 2)
             show = "" if w >= 7 * len(item.label) else ' style="display:none"'
             out.append(
-                f'<a href="#T{item.index}" class="{cls}"><rect class="span" x="{x:.1f}" '
+                f'<a href="#{prefix}T{item.index}" class="{cls}"><rect class="span" x="{x:.1f}" '
                 f'y="{y + 5}" width="{w:.1f}" height="{LANE_H - 10}" rx="2" fill="{color}" '
                 f'data-t="{item.start:.6f}" data-e="{item.end:.6f}"><title>{tip}</title></rect>'
                 f'<text class="span-label" x="{x + 3:.1f}" y="{y + LANE_H / 2 + 4}" '
@@ -164,7 +167,7 @@ def swimlanes(picture: Picture) -> str:
             )
         else:
             out.append(
-                f'<a href="#T{item.index}" class="{cls}"><circle class="dot" cx="{x:.1f}" '
+                f'<a href="#{prefix}T{item.index}" class="{cls}"><circle class="dot" cx="{x:.1f}" '
                 f'cy="{y + LANE_H / 2}" r="4" fill="{color}" data-t="{item.start:.6f}">'
                 f"<title>{tip}</title></circle></a>"
             )
@@ -172,7 +175,8 @@ def swimlanes(picture: Picture) -> str:
     if v is not None:
         x = 10 + v.at * px
         out.append(
-            f'<g id="first-violation" class="violation" data-t="{v.at:.6f}" data-index="{v.index}">'
+            f'<g id="{prefix}first-violation" class="violation" data-t="{v.at:.6f}" '
+            f'data-index="{v.index}">'
             f'<line x1="{x:.1f}" x2="{x:.1f}" y1="0" y2="{height}"/>'
             f'<text x="{x + 4:.1f}" y="{AXIS_H - 8}">first violation T{v.index}</text>'
             f"<title>{_e(f'T{v.index} {_fmt_t(v.at)}: {v.text}')}</title></g>"
@@ -184,8 +188,9 @@ def swimlanes(picture: Picture) -> str:
         for name in lanes
     )
     return (
-        f'<div class="lanes" id="lanes"><div class="lane-labels" style="padding-top:{AXIS_H}px">'
-        f'{labels}</div><div class="lane-scroll" id="lane-scroll">{"".join(out)}</div></div>'
+        f'<div class="lanes" id="{prefix}lanes"><div class="lane-labels" '
+        f'style="padding-top:{AXIS_H}px">{labels}</div>'
+        f'<div class="lane-scroll" id="{prefix}lane-scroll">{"".join(out)}</div></div>'
     )
 
 
@@ -450,7 +455,8 @@ def _fire_counts(ctx: Context, picture: Picture) -> str:
     )
 
 
-def _timeline(picture: Picture) -> str:
+def timeline_table(picture: Picture, prefix: str = "") -> str:
+    """The T1…Tn table of ``picture`` (row ids ``<prefix>T<n>``, as :func:`swimlanes` links)."""
     t_rows = timeline.rows(picture.records, start=picture.t0, first=picture.first)
     v = picture.violation
     body = []
@@ -458,18 +464,21 @@ def _timeline(picture: Picture) -> str:
         n = int(tn[1:])
         cls = ' class="violation"' if v is not None and n == v.index else ""
         body.append(
-            f'<tr id="{tn}"{cls}><td><a href="#{tn}">{tn}</a></td><td>{_e(at)}</td>'
-            f"<td>{_e(lane_of(rec))}</td><td>{_e(who)}</td><td>{_e(event)}</td>"
-            f"<td>{_e(detail)}</td></tr>"
+            f'<tr id="{prefix}{tn}"{cls}><td><a href="#{prefix}{tn}">{tn}</a></td>'
+            f"<td>{_e(at)}</td><td>{_e(lane_of(rec))}</td><td>{_e(who)}</td>"
+            f"<td>{_e(event)}</td><td>{_e(detail)}</td></tr>"
         )
+    return (
+        '<table class="timeline"><thead><tr><th>T</th><th>time</th><th>lane</th><th>who</th>'
+        "<th>event</th><th>detail</th></tr></thead><tbody>" + "".join(body) + "</tbody></table>"
+    )
+
+
+def _timeline(picture: Picture) -> str:
     return (
         '<section id="timeline"><h2>Timeline T1…Tn</h2>'
         '<input id="filter" type="search" placeholder="filter rows (text, e.g. shim:sb or Delete)">'
-        ' <span id="filter-count"></span>'
-        '<table class="timeline"><thead><tr><th>T</th><th>time</th><th>lane</th><th>who</th>'
-        "<th>event</th><th>detail</th></tr></thead><tbody>"
-        + "".join(body)
-        + "</tbody></table></section>"
+        ' <span id="filter-count"></span>' + timeline_table(picture) + "</section>"
     )
 
 
@@ -640,21 +649,24 @@ _JS = r"""
 """
 
 
+#: the zoom buttons the page script binds (for the unprefixed :func:`swimlanes` only)
+TOOLBAR = (
+    '<div class="toolbar"><button type="button" id="zoom-in">zoom in</button>'
+    '<button type="button" id="zoom-out">zoom out</button>'
+    '<button type="button" id="zoom-fit">fit</button> '
+    '<span class="none">hover for details; click an event for its row; shaded = fault '
+    "active; purple line = first violation</span></div>"
+)
+
+
 def render(picture: Picture, ctx: Context) -> str:
     """The whole page as one string (no external resource of any kind)."""
     lanes_html = (
         swimlanes(picture) if picture.records else '<p class="none">the journal is empty</p>'
     )
-    toolbar = (
-        '<div class="toolbar"><button type="button" id="zoom-in">zoom in</button>'
-        '<button type="button" id="zoom-out">zoom out</button>'
-        '<button type="button" id="zoom-fit">fit</button> '
-        '<span class="none">hover for details; click an event for its row; shaded = fault '
-        "active; purple line = first violation</span></div>"
-    )
     journal = (
         '<section id="swimlanes"><h2>Swimlanes</h2>'
-        + toolbar
+        + TOOLBAR
         + lanes_html
         + "</section>"
         + _verdict_rows(ctx)

@@ -13,6 +13,13 @@ Two sources, one shape (:class:`ExploreView`):
 - ``reconverge merge DIR…`` (:func:`from_shards`): each shard's ``verdicts.json`` rows with
   the directory they came from, and its ``failures/*.json``;
 - ``reconverge report <saved.json>`` (:func:`from_file`): one saved schedule.
+
+A saved file with ``<name>.journal.jsonl`` beside it (the journal of the failing run of the
+shrunk schedule, :mod:`harness.explore.failure_journal`) also gets that run's swimlanes and
+T1…Tn table under its schedule tables — drawn by :mod:`harness.report.html` from
+:func:`harness.report.lanes.build`, as a suite's failure bundle is. The first such run on
+a page takes the unprefixed element ids the page script zooms; later ones (a merge of
+several) are prefixed ``s<n>-`` and drawn still.
 """
 
 from __future__ import annotations
@@ -24,11 +31,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.explore import regress
+from harness.explore import failure_journal, regress
 from harness.explore import schedule as S
+from harness.journal.record import Record
+from harness.report import lanes
 
 #: outcomes drawn green (as on the rest of the page)
 _GOOD = frozenset({"PASSED", "CONVERGED", "CAUGHT"})
+#: records of one saved run drawn at most (the last ones, numbered as in the whole journal)
+JOURNAL_LIMIT = 10_000
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,8 @@ class SavedFile:
 
     origin: str
     saved: S.Saved
+    #: the failing run's journal saved beside the file ([] when there is none)
+    journal: list[Record] = field(default_factory=list)
 
 
 @dataclass
@@ -58,13 +71,17 @@ def from_shards(shards: Sequence[tuple[Path, Sequence[dict[str, Any]]]]) -> Expl
         origin = str(directory)
         view.rows += [(origin, dict(r)) for r in rows]
         for f in sorted((directory / "failures").glob("*.json")):
-            view.saved.append(SavedFile(str(f), regress.load(f)))
+            view.saved.append(_saved_file(f))
     return view
 
 
 def from_file(path: Path) -> ExploreView:
     """The view of one saved schedule file (``reconverge report <saved.json>``)."""
-    return ExploreView(saved=[SavedFile(str(path), regress.load(path))])
+    return ExploreView(saved=[_saved_file(path)])
+
+
+def _saved_file(path: Path) -> SavedFile:
+    return SavedFile(str(path), regress.load(path), failure_journal.read(path))
 
 
 def _e(value: object) -> str:
@@ -90,7 +107,30 @@ def steps_table(sched: S.Schedule, cls: str) -> str:
     )
 
 
-def _one(n: int, item: SavedFile) -> str:
+def _journal(item: SavedFile, prefix: str) -> str:
+    """The failing run's swimlanes and T1…Tn (the suites' bundle drawing, reused)."""
+    from harness.report import html as page  # html imports this module: import when drawn
+
+    recs = item.journal
+    skip = max(len(recs) - JOURNAL_LIMIT, 0)
+    picture = lanes.build(recs[skip:], first=skip + 1)
+    where = failure_journal.path_for(Path(item.origin)).name
+    v = picture.violation
+    return (
+        f'<div class="saved-journal" id="{prefix}journal"><h4>the failing run of the shrunk '
+        f"schedule: {len(recs)} journal record(s) ({_e(where)}"
+        + (f"; the last {JOURNAL_LIMIT} drawn" if skip else "")
+        + ")</h4>"
+        + (f'<p class="symptom">first violation T{v.index}: {_e(v.text)}</p>' if v else "")
+        + (page.TOOLBAR if not prefix else "")
+        + page.swimlanes(picture, prefix)
+        + f"<details open><summary>timeline T{picture.first}…T{len(recs)}</summary>"
+        + page.timeline_table(picture, prefix)
+        + "</details></div>"
+    )
+
+
+def _one(n: int, item: SavedFile, prefix: str = "") -> str:
     s = item.saved
     meta = s.meta
     shrunk = (
@@ -128,7 +168,9 @@ def _one(n: int, item: SavedFile) -> str:
         + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in facts if v not in ("", None))
         + "</dl>"
         + f'<pre class="replay">reconverge repro {_e(item.origin)}</pre>'
-        + f'<div class="sched-pair">{shrunk}{original}</div></div>'
+        + f'<div class="sched-pair">{shrunk}{original}</div>'
+        + (_journal(item, prefix) if item.journal else "")
+        + "</div>"
     )
 
 
@@ -159,11 +201,12 @@ def render(view: ExploreView | None) -> str:
     """The sections for ``view`` ("" without one, so other pages are unchanged)."""
     if view is None:
         return ""
-    saved = (
-        "".join(_one(n, item) for n, item in enumerate(view.saved, 1))
-        if view.saved
-        else '<p class="none">no failing schedule was saved</p>'
-    )
+    parts, drawn = [], 0
+    for n, item in enumerate(view.saved, 1):
+        # the first journal drawn gets the ids the page script binds (zoom, jump, rows)
+        parts.append(_one(n, item, "" if not drawn else f"s{n}-"))
+        drawn += bool(item.journal)
+    saved = "".join(parts) if view.saved else '<p class="none">no failing schedule was saved</p>'
     return (
         _shards(view)
         + '<section id="schedules"><h2>Saved failing schedules: shrunk next to original</h2>'
@@ -178,4 +221,5 @@ CSS = """
 .saved-schedule{border-top:1px solid #ddd;padding-top:6px;margin-top:10px}
 .saved-schedule h3{word-break:break-all}
 pre.replay{background:#f1f1f1;border:1px solid #ddd;padding:4px 8px;margin:4px 0}
+.saved-journal{margin-top:10px}.saved-journal .lanes{margin:6px 0}
 """

@@ -4,10 +4,14 @@ it finds, confirms k of n, shrinks, caches, honours its budgets, and is determin
 from __future__ import annotations
 
 import itertools
+import time
 
+from harness import journal
 from harness.explore import schedule as S
 from harness.explore.engine import Explorer, Options, derive
 from harness.explore.result import Result
+from harness.journal import merge
+from harness.journal.record import Record
 from harness.verdict import Finding
 
 
@@ -161,3 +165,55 @@ def test_an_unreadable_truth_runs_again_and_is_never_a_failure():
     ex, seen = _explore(lambda s: Result("INCONCLUSIVE", "x"), max_examples=1)
     assert len(seen) == 3 and ex.found.decisions[0]["verdict"] == "inconclusive"
     assert ex.found.minimal is None
+
+
+def test_the_saved_failure_keeps_only_its_own_run_journal(tmp_path):
+    """The run a failure is saved with (``minimal.first_failure``) gets its records from the
+    world's run journal: its own window and namespace, not another run's, not another
+    namespace's shim (which names its namespace once, before the window)."""
+    shim_file = tmp_path / "journal" / "shim_sb0.4242.jsonl"  # another process: a shim
+
+    def shim(event: str, **fields: object) -> None:
+        rec = Record(time.monotonic(), time.time(), 4242, "shim:sb0", "shim", event, fields)
+        with shim_file.open("a") as f:
+            f.write(rec.to_json() + "\n")
+
+    previous = journal.current()
+    own = journal.configure(tmp_path, "explore")
+    try:
+        shim("serving", id="sb0", namespace="ns-old")  # it serves another namespace
+        count = itertools.count()
+
+        def run(sched: S.Schedule, label: str) -> Result:
+            ns = f"ns-{next(count)}"
+            journal.emit("explore", "env", namespace=ns, label=label)
+            journal.emit("explore", "schedule", namespace=ns, steps=len(sched))
+            shim("exiting", id="sb0")  # no namespace field: attributed by its pid
+            journal.emit("reconciler", "reconcile", namespace="ns-other")
+            journal.emit("reconciler", "delete", id="sb0")  # no namespace: by the window
+            res = _result(shutdown_leak(sched))
+            res.namespace = ns
+            time.sleep(0.001)  # distinct monotonic stamps between runs (not a wait)
+            return res
+
+        opts = Options(seed=5, toxics=False, faults=("Shutdown",), max_examples=120)
+        ex = Explorer(opts, run, log=lambda _: None)
+        found = ex.search()
+    finally:
+        journal.set_current(previous)
+        own.close()
+    res = found.minimal.first_failure
+    assert res is not None and res.window is not None
+    kept = res.journal
+    assert [(r.component, r.event) for r in kept] == [
+        ("explore", "env"),
+        ("explore", "schedule"),
+        ("reconciler", "delete"),
+    ]
+    assert {r.fields.get("namespace") for r in kept} == {res.namespace, None}
+    assert all(res.window[0] <= r.mono <= res.window[1] for r in kept)
+    every = merge.load(tmp_path)
+    assert len(every) > 3 * len(kept)  # the run journal holds every run's records
+    # only the saved run's records are held, not every run's
+    others = [r for ev in ex.cache.values() for r in ev.runs if r is not res]
+    assert others and not any(r.journal for r in others)

@@ -118,3 +118,39 @@ def test_options_carry_every_flag():
     )
     assert o.bugs == ("runtime.delete_not_retriable",) and o.shard == (2, 4)
     assert o.faults == ("Shutdown",) and o.seed == 9 and o.toxics
+
+
+def test_a_saved_failure_keeps_its_run_journal_and_the_merge_draws_it(tmp_path: Path, capsys):
+    """``save_failure`` writes ``<name>.journal.jsonl`` beside ``<name>.json`` (the run of
+    the shrunk schedule that failed), the merge's page draws it under the schedule tables;
+    a failure saved without one (an older file) draws as before."""
+    from harness.explore.engine import Evaluation, Options
+    from harness.explore.engine import Finding as Found
+    from harness.explore.result import Result
+    from harness.journal.record import Record
+    from harness.verdict import Finding
+
+    recs = [
+        Record(5.0, 1.7e9, 1, "explore", "explore", "schedule", {"namespace": "ex-1"}),
+        Record(5.2, 1.7e9, 1, "explore", "check", "leak", {"ok": False, "symptom": "sb0"}),
+    ]
+    failing = Result("DIVERGED", "leak: sb0", [Finding("leak", ok=False, symptom="sb0")])
+    failing.journal = recs
+    opts = Options(seed=7, bugs=SHRUNK.bugs)
+    minimal = Evaluation(SHRUNK, "fail", [failing, failing])
+    found = Found(first=Evaluation(ORIGINAL, "fail", [failing]), minimal=minimal)
+    shard = tmp_path / "shard-0"
+    path = cli.save_failure(opts, found, shard / "failures", tmp_path / "regressions")
+    kept = shard / "failures" / (path.stem + ".journal.jsonl")
+    assert f"journal of the failing run: {kept} (2 records)" in capsys.readouterr().out
+    assert [Record.from_json(x) for x in kept.read_text().splitlines()] == recs
+    assert not list((tmp_path / "regressions").glob("*.jsonl"))  # schedules only there
+    older = S.Saved(SHRUNK, "DIVERGED", "older", {"seed": 1})
+    regress.save(older, shard / "failures", "older")
+    merge.write([_row("seed 7 shard 0/1", "buggy", "CAUGHT")], shard)
+    merge.merge([shard], tmp_path / "out")
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert page.count('class="saved-schedule"') == 2
+    assert page.count('class="saved-journal"') == 1
+    drawn = page[page.index('class="saved-journal"') :]
+    assert f"2 journal record(s) ({kept.name})" in drawn and "first violation T2" in drawn
