@@ -50,10 +50,18 @@ QUIET_S = 0.3
 #: after the heal: how long the world has to converge, and how long it must hold
 CONVERGE_S = 8.0
 HOLD_S = 1.0
+#: a failing end state is final once the operator is idle (no timer either: it only
+#: moves again on a watch event), its caches equal the truth and the findings have not
+#: changed for this long — like ``checks.claims.observe``'s "settled"
+SETTLED_S = 1.5
 #: bound on an operator start (list + first watch of four informers)
 START_S = 5.0
 #: per truth read (connect, read): a read that outlives it is "unobservable"
 READ = (2.0, 5.0)
+
+
+#: answers of a step that changed nothing (its trigger did not happen)
+NO_EFFECT = ("no such claim", "no such pod", "nothing to migrate", "no target pod")
 
 
 def _answer(exc: BaseException) -> str:
@@ -176,7 +184,6 @@ class Executor:
         if self.op is not None:
             self.op.stop(timeout=1.0)
             self.op = None
-        faults.observed(C.RESTART_OPERATOR)
         return self._start()
 
     def _quiet(self) -> tuple[bool, dict[str, dict[str, str]]]:
@@ -244,6 +251,11 @@ class Executor:
             self._start()
         try:
             answer = self._do(step)
+            trigger = C.TRIGGERS.get(type(step))
+            done = answer.split(":")[0] not in NO_EFFECT
+            # a restart and a compaction journal their own evidence (seconds, revision)
+            if trigger and done and not isinstance(step, (C.ApiserverRestart, C.Compact)):
+                faults.observed(trigger, step=step.describe(), answer=answer)
         except (ApiException, OSError) as exc:
             answer = _answer(exc)
         except Unobservable as exc:
@@ -469,25 +481,34 @@ class Executor:
         return {k: inf.stats.state for k, inf in op.informers.items()} if op else {}
 
     def _end(self) -> list[Finding]:
-        """After the heal: poll until every convergence finding holds for HOLD_S (bounded
-        by CONVERGE_S); a truth unread at the end is INCONCLUSIVE."""
+        """After the heal: poll until every convergence finding holds for HOLD_S, or a
+        failing state is final (SETTLED_S), bounded by CONVERGE_S; a truth unread at the
+        end is INCONCLUSIVE."""
         state: dict[str, Any] = {"ok_since": None, "findings": None, "error": ""}
+        state.update(sig=None, idle_since=None)
 
         def probe() -> bool:
             try:
                 w = self._world()
             except Unobservable as exc:
-                state.update(ok_since=None, findings=None, error=str(exc))
+                state.update(ok_since=None, findings=None, error=str(exc), idle_since=None)
                 return False
-            caches = self.op.cache_versions() if self.op is not None else None
+            op = self.op
+            idle = op is not None and op.idle()
+            caches = op.cache_versions() if op is not None else None
             found = inv.convergence(w, caches, self._loops())
             state["findings"] = found
             now = time.monotonic()
-            if not all(f.ok for f in found):
-                state["ok_since"] = None
+            if all(f.ok for f in found):
+                state["ok_since"] = state["ok_since"] or now
+                return now - state["ok_since"] >= HOLD_S
+            state["ok_since"] = None
+            sig = [(f.check, f.ok) for f in found]
+            if not idle or sig != state["sig"] or caches != w.versions():
+                state.update(sig=sig, idle_since=None)
                 return False
-            state["ok_since"] = state["ok_since"] or now
-            return now - state["ok_since"] >= HOLD_S
+            state["idle_since"] = state["idle_since"] or now
+            return now - state["idle_since"] >= SETTLED_S
 
         with contextlib.suppress(TooSlow):
             wait_for(probe, timeout=CONVERGE_S, what="claims world converged", interval=0.1)

@@ -285,10 +285,24 @@ def toxic_effect(step: Toxic) -> str:
     return f"toxic {step.kind} on {step.leg}"
 
 
+#: the triggers among the workload steps, as the seed-d cases declare theirs ("pod-p
+#: vanished", "replicas 2->1"): journaled when the step took effect on the truth
+TRIGGERS: dict[type[Step], str] = {
+    DeleteClaim: "claim deleted",
+    ScaleSet: "claim set scaled",
+    Migrate: "migration",
+    DeletePod: "pod deleted",
+    RecreatePod: "pod recreated",
+    PodPhase: "pod phase flipped",
+    ApiserverRestart: RESTART_APISERVER,
+    Compact: COMPACTION,
+    OperatorRestart: RESTART_OPERATOR,
+}
+
+
 def effects_of(steps: tuple[Step, ...]) -> list[str]:
-    """Faults without a failpoint, each journaled by the executor when seen to take effect."""
+    """Faults and triggers without a failpoint, each journaled by the executor when seen
+    to take effect (a regression replay whose step did nothing is INCONCLUSIVE)."""
     out = {toxic_effect(s) for s in steps if isinstance(s, Toxic)}
-    named = {ApiserverRestart: RESTART_APISERVER, Compact: COMPACTION}
-    named[OperatorRestart] = RESTART_OPERATOR
-    out |= {named[type(s)] for s in steps if type(s) in named}
+    out |= {TRIGGERS[type(s)] for s in steps if type(s) in TRIGGERS}
     return sorted(out)

@@ -64,6 +64,8 @@ def test_failpoints_and_effects_of_a_schedule():
     steps = (C.Intake("pods", "drop"), C.Toxic("down", "watch"), C.Compact(), C.Compact())
     assert C.failpoints_of(steps) == ["claims.watch.pods.intake"]
     assert C.effects_of(steps) == [C.COMPACTION, "toxic down on watch"]
+    workload = (C.CreateClaim("c0"), C.DeletePod("c0"), C.Migrate("c0", "idle"))
+    assert C.effects_of(workload) == ["migration", "pod deleted"]
 
 
 @pytest.mark.parametrize(
