@@ -115,18 +115,32 @@ def _journal(item: SavedFile, prefix: str) -> str:
     skip = max(len(recs) - JOURNAL_LIMIT, 0)
     picture = lanes.build(recs[skip:], first=skip + 1)
     where = failure_journal.path_for(Path(item.origin)).name
-    v = picture.violation
     return (
         f'<div class="saved-journal" id="{prefix}journal"><h4>the failing run of the shrunk '
         f"schedule: {len(recs)} journal record(s) ({_e(where)}"
         + (f"; the last {JOURNAL_LIMIT} drawn" if skip else "")
         + ")</h4>"
-        + (f'<p class="symptom">first violation T{v.index}: {_e(v.text)}</p>' if v else "")
+        + _violation(picture, prefix)
         + (page.TOOLBAR if not prefix else "")
         + page.swimlanes(picture, prefix)
         + f"<details open><summary>timeline T{picture.first}…T{len(recs)}</summary>"
         + page.timeline_table(picture, prefix)
         + "</details></div>"
+    )
+
+
+def _violation(picture: lanes.Picture, prefix: str) -> str:
+    """A link to the run's first violation; the unprefixed run's is the page's ``#jump``
+    (the script zooms the lanes around it and highlights its row)."""
+    v = picture.violation
+    if v is None:
+        return '<p class="none">no violation in this run\'s journal</p>'
+    text = f"first violation T{v.index}: {_e(v.text)}"
+    if prefix:
+        return f'<p class="symptom"><a href="#{prefix}T{v.index}">{text}</a></p>'
+    return (
+        f'<p><a class="jump" id="jump" href="#T{v.index}" data-index="{v.index}">jump to the '
+        f"{text}</a></p>"
     )
 
 
