@@ -175,6 +175,11 @@ def violation_of(rec: Record) -> str | None:
                 return f"{sub.get('check', rec.event)}: {sub.get('symptom', 'not ok')}"
     if rec.component == "verdict" and rec.event not in QUIET_OUTCOMES:
         return f"verdict {rec.event}: {f.get('symptom', '')}"
+    if rec.component == "explore":  # an explore run judges itself (a saved failure's run)
+        if rec.event == "violation":
+            return f"{f.get('check', 'violation')}: {f.get('symptom', '')}"
+        if rec.event == "judged" and str(f.get("outcome")) not in QUIET_OUTCOMES:
+            return f"judged {f.get('outcome')}: {f.get('symptom', '')}"
     return None
 
 

@@ -124,3 +124,17 @@ def test_several_saved_journals_on_one_page_have_distinct_ids(tmp_path):
     assert len(ids) == len(set(ids)), [i for i in ids if ids.count(i) > 1]
     assert 'id="lanes-svg"' in page and 'id="s2-lanes-svg"' in page
     assert 'href="#s2-T6"' in page and 'id="s2-T6"' in page
+
+
+def test_a_run_judged_diverged_without_a_check_record_still_shows_its_violation(tmp_path):
+    """The claims world journals a convergence failure only in its judgement: the run's
+    first violation is that record (a passing judgement is none)."""
+    path = _saved(tmp_path)
+    recs = [
+        Record(1.0, 1.7e9, 1, "explore", "explore", "step", {"index": 1, "op": "create_claim"}),
+        Record(1.5, 1.7e9, 1, "explore", "explore", "judged", {"outcome": "CONVERGED"}),
+        Record(2.0, 1.7e9, 1, "explore", "explore", "judged", {"outcome": "DIVERGED"}),
+    ]
+    failure_journal.write(failure_journal.path_for(path), recs)
+    page = schedule_view.render(schedule_view.from_file(path))
+    assert 'id="jump" href="#T3"' in page and "first violation T3: judged DIVERGED" in page
