@@ -169,10 +169,12 @@ def _ops(model: _Model, swarm: Sequence[FaultChoice]) -> list[str]:
         make = ["create_claim"] * ((3 if refs else 4) if missing else 0)
     else:
         make = ["scale_set"] * (3 if refs else 4)
-    if model.migrated:  # after a migration: the pods' and claims' deaths come first
+    if model.migrated and model.focus == "set":  # the set scales in around a migration
+        drive = ["scale_set"] * 3 + ["delete_pod"] * 2 + ["delete_claim"] * 2
+        drive += ["migrate"] * 2
+    elif model.migrated:  # after a migration: the pods' and claims' deaths come first
         kill = ["delete_claim"] * 3 + ["delete_pod"] * 3
         drive = (kill[::-1] if model.focus == "pods" else kill) + ["migrate"] * 2
-        drive += ["scale_set"] * (2 if model.focus == "set" else 0)
     else:
         drive = ["migrate"] * (4 if len(refs) > 1 else 2) + ["delete_pod"] * 3
         drive += ["delete_claim"] * 2
@@ -181,8 +183,9 @@ def _ops(model: _Model, swarm: Sequence[FaultChoice]) -> list[str]:
         drive = []
     ops = drive + make if len(refs) > 1 else make + drive
     ops += ["fault"] * (2 if swarm else 0)
-    ops += ["compact"] * (3 if model.cut else 1) + ["operator_restart", "heal"]
-    return ops
+    if model.cut:  # a compaction behind a cut watch: a resumed watch meets 410 Gone
+        return ["compact"] * 3 + [*ops, "operator_restart", "heal"]
+    return [*ops, "compact", "operator_restart", "heal"]
 
 
 def _migrated_first(model: _Model, refs: list[str]) -> list[str]:
@@ -198,7 +201,9 @@ def _step(d: Any, where: str, model: _Model, swarm: Sequence[FaultChoice]) -> S.
         model.claims.add(name)
         return C.CreateClaim(name)
     if op == "scale_set":
-        replicas = d(f"{where}.replicas", st.integers(0, C.MAX_REPLICAS))
+        # most members first, fewer once one migrates (a scale-in around a migration)
+        order = range(C.MAX_REPLICAS + 1) if model.migrated else range(C.MAX_REPLICAS, -1, -1)
+        replicas = _pick(d, f"{where}.replicas", [r for r in order if r != model.replicas])
         model.replicas = replicas
         return C.ScaleSet(C.SETS[0], replicas)
     if op == "migrate":
@@ -232,4 +237,7 @@ def _step(d: Any, where: str, model: _Model, swarm: Sequence[FaultChoice]) -> S.
     if op == "heal":
         model.cut = False
         return C.Heal()
-    return C.Compact() if op == "compact" else C.OperatorRestart()
+    if op == "compact":
+        model.cut = False  # done: one compaction behind the cut is enough
+        return C.Compact()
+    return C.OperatorRestart()
