@@ -23,7 +23,7 @@ import pytest
 
 from harness.explore import regress
 from harness.explore.claims.execute import Executor
-from harness.explore.claims.world import ClaimsEnv
+from harness.explore.claims.world import ClaimsEnv, explore_timing
 from harness.explore.schedule import Schedule
 from harness.providers.kube import COMPACT, RESTART
 from harness.pytest_plugin.kube import require_capability
@@ -76,7 +76,7 @@ def test_claims_regression(
         namespace=kube_namespace,
         kubelet=kubelet,
         paths=kube_paths,
-        timing=claim_timing,
+        timing=explore_timing(claim_timing),
         run_dir=reconverge_run.dir,
         seed=SEED,
     )

@@ -31,7 +31,7 @@ import failpoints
 from harness import journal
 from harness.checks import claims as chk
 from harness.checks import faults
-from harness.errors import TooSlow
+from harness.errors import ProviderFailed, TooSlow
 from harness.explore import schedule as S
 from harness.explore.claims import invariants as inv
 from harness.explore.claims import steps as C
@@ -62,6 +62,7 @@ READ = (2.0, 5.0)
 
 #: answers of a step that changed nothing (its trigger did not happen)
 NO_EFFECT = ("no such claim", "no such pod", "nothing to migrate", "no target pod")
+NO_EFFECT += ("no such revision",)
 
 
 def _answer(exc: BaseException) -> str:
@@ -288,7 +289,14 @@ class Executor:
             faults.observed(C.RESTART_APISERVER, seconds=round(took, 3))
             return f"restarted in {took:.1f}s"
         if isinstance(step, C.Compact):
-            rev = env.cluster.compact()
+            try:
+                rev = env.cluster.compact()
+            except ProviderFailed as exc:
+                # nothing written since the last compaction: etcd refuses the same revision
+                # ("required revision has been compacted") — a no-op, not a broken world
+                if "has been compacted" not in str(exc):
+                    raise
+                return "no such revision: already compacted"
             faults.observed(C.COMPACTION, revision=rev)
             return f"compacted at {rev}"
         if isinstance(step, C.OperatorRestart):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,19 @@ class ClaimsEnv:
     seed: int = 0
 
 
+def explore_timing(timing: Timing) -> Timing:
+    """The suites' timing, but watch requests that the server does not end on its own
+    within a schedule (``timeoutSeconds`` 300 s, unscaled).
+
+    Why: at the suite scale a watch ends cleanly every 30 s, so whether a schedule sees a
+    stream end without any fault would depend on how long it ran on a loaded machine —
+    a naive loop that stops on a clean end (``watch_end_means_done``) would be "found" by
+    a slow schedule of irrelevant steps that replays only when it is slow again. A stream
+    ends here only when a step ends it (a toxic, a restart of the API server).
+    """
+    return replace(timing, watch_server_timeout=300.0)
+
+
 def make_paths(cluster: Cluster, factory: Any) -> KubePaths:
     """The ``kube_paths`` fixture's two proxies and endpoints, on ``factory``."""
     from harness.providers.kube.endpoint import Endpoint
@@ -71,7 +84,7 @@ class ClaimsWorld:
 
     def __init__(self, *, seed: int, time_scale: float = SUITE_SCALE, run: Run | None = None):
         self.seed = seed
-        self.timing = Timing().scaled(time_scale)
+        self.timing = explore_timing(Timing().scaled(time_scale))
         self.run = run
         self._own_run = run is None
         self.cluster: Cluster | None = None
