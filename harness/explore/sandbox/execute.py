@@ -89,6 +89,7 @@ class Executor:
         self._generation = 0
         self._inflight: list[Any] = []
         self._toxic_t0: dict[str, float] = {}
+        self._shim_toxic_at: dict[str, list[tuple[str, float]]] = {}  # toxic → (sid, since)
         self._starts: list[float] = []  # monotonic start of each step
         self.down = False  # the reconciler was killed and could not start again yet
         self._reaped = False
@@ -198,8 +199,8 @@ class Executor:
         """A toxic has no trigger record: journal its effect when a call under it failed
         (or, for latency, took at least the latency) — what ``faults.fired`` counts."""
         for name, step in self.toxic_steps.items():
-            if step.leg == "shim-containerd":
-                continue  # no reconciler call crosses it: see _events_effect
+            if step.leg != "reconciler-containerd":
+                continue  # no reconciler call crosses it alone: see _events/_shim_leg_effect
             slowed = step.kind == "latency" and seconds >= step.arg / 1000
             if answer != "ok" or slowed:
                 faults.observed(S.toxic_effect(step), toxic=name, answer=answer[:80])
@@ -452,6 +453,7 @@ class Executor:
             tname = f"{name}-{sid}"
             proxy.add_toxic(step.kind, name=tname, **_toxic_attrs(step))
             self.shim_toxics.setdefault(name, []).append((proxy, tname))
+            self._shim_toxic_at.setdefault(name, []).append((sid, time.monotonic()))
             n += 1
         return n
 
@@ -538,10 +540,11 @@ class Executor:
                 proxy.remove_toxic(name)
             if step.leg == "shim-containerd":
                 self._events_effect(name, step)
-        for pairs in self.shim_toxics.values():
+        for name, pairs in self.shim_toxics.items():
             for proxy, tname in pairs:
                 with contextlib.suppress(Exception):  # the shim (and its proxy) may be gone
                     proxy.remove_toxic(tname)
+            self._shim_leg_effect(name, self.toxic_steps[name])
         self.shim_toxics.clear()
         self.toxics.clear()
         self.toxic_steps.clear()
@@ -557,6 +560,17 @@ class Executor:
                     client.release(p)
         self.armed.clear()
         journal.emit("explore", "healed")
+
+    def _shim_leg_effect(self, name: str, step: S.Toxic) -> None:
+        """A containerd → shim toxic took effect when containerd sent a request to a shim
+        while the toxic sat on that shim's relay (every byte crosses it)."""
+        for sid, t0 in self._shim_toxic_at.get(name, []):
+            run_dir = self.env.run_dir
+            asked = merge.find(run_dir, after=t0, component="shim", event="request", id=sid)
+            if asked:
+                method = asked[0].fields.get("method")
+                faults.observed(S.toxic_effect(step), toxic=name, method=method)
+                return
 
     def _events_effect(self, name: str, step: S.Toxic) -> None:
         """An events-leg toxic took effect when one of our shims sent an event through it
