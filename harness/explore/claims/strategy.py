@@ -90,8 +90,10 @@ class _Model:
     focus: str = "claims"
     claims: set[str] = field(default_factory=set)
     replicas: int = 0
-    #: a watch fault that outlives reconnects is on (a compaction behind it means a 410)
+    #: a watch fault that outlives reconnects is on, and something changed behind it: a
+    #: compaction now means the resumed watch asks for a compacted revision (410 Gone)
     cut: bool = False
+    dirty: bool = False
     #: claims the schedule migrated (their deletion, or their pods', is what bites then)
     migrated: list[str] = field(default_factory=list)
 
@@ -106,6 +108,9 @@ class _Model:
 #: what a schedule drives: standalone claims, or the claim set's members (a set member
 #: whose pod dies is deleted and replaced by its set, a standalone claim must rebind)
 FOCUS = ("claims", "set", "pods")
+#: ops that write to the truth (a change behind a cut watch)
+WORKLOAD = ("create_claim", "scale_set", "migrate", "delete_pod", "recreate_pod", "pod_phase")
+WORKLOAD += ("delete_claim",)
 
 
 def schedules(
@@ -183,7 +188,7 @@ def _ops(model: _Model, swarm: Sequence[FaultChoice]) -> list[str]:
         drive = []
     ops = drive + make if len(refs) > 1 else make + drive
     ops += ["fault"] * (2 if swarm else 0)
-    if model.cut:  # a compaction behind a cut watch: a resumed watch meets 410 Gone
+    if model.cut and model.dirty:  # a resumed watch would ask for a compacted revision
         return ["compact"] * 3 + [*ops, "operator_restart", "heal"]
     return [*ops, "compact", "operator_restart", "heal"]
 
@@ -196,6 +201,7 @@ def _migrated_first(model: _Model, refs: list[str]) -> list[str]:
 def _step(d: Any, where: str, model: _Model, swarm: Sequence[FaultChoice]) -> S.Step:
     refs = model.refs()
     op = d(f"{where}.op", st.sampled_from(_ops(model, swarm)))
+    model.dirty = model.dirty or (model.cut and op in WORKLOAD)
     if op == "create_claim":
         name = _pick(d, f"{where}.claim", [c for c in C.CLAIMS if c not in model.claims])
         model.claims.add(name)
@@ -235,9 +241,9 @@ def _step(d: Any, where: str, model: _Model, swarm: Sequence[FaultChoice]) -> S.
             model.cut = True
         return step
     if op == "heal":
-        model.cut = False
+        model.cut = model.dirty = False
         return C.Heal()
     if op == "compact":
-        model.cut = False  # done: one compaction behind the cut is enough
+        model.cut = model.dirty = False  # done: one compaction behind the cut is enough
         return C.Compact()
     return C.OperatorRestart()
