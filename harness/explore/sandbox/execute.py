@@ -70,6 +70,8 @@ from harness.wait import wait_for
 STEP_BOUND_S = 8.0
 #: alive-shim states under which a sandbox must be neither ``unknown`` nor removed
 LIVE = ("RUNNING", "PAUSED")
+#: shim methods whose success publishes an event (/tasks/create, start, paused, resumed, exit)
+EVENTFUL = ("Create", "Start", "Pause", "Resume", "Kill")
 
 
 class Executor:
@@ -573,17 +575,17 @@ class Executor:
                 return
 
     def _events_effect(self, name: str, step: S.Toxic) -> None:
-        """An events-leg toxic took effect when one of our shims sent an event through it
-        while it was in force (a Forward that failed, or one that went out at all)."""
+        """An events-leg toxic took effect when one of our shims published an event into it
+        while it was in force: a state change it reports (a Create, Start, Pause, Resume or
+        Kill it answered ok, a task exit it reaped) happened between the toxic's start and
+        now. The Forward itself may end long after the heal (a ``timeout`` toxic holds it
+        for the stub's 5 s deadline), so its own record is not waited for."""
         t0 = self._toxic_t0.get(name, 0.0)
-        sent = [
-            r
-            for ev in ("publish_failed", "event_published")
-            for r in merge.find(self.env.run_dir, after=t0, component="shim", event=ev)
-            if r.fields.get("container_id") in self.created
-        ]
-        if sent:
-            faults.observed(S.toxic_effect(step), toxic=name, seen=sent[0].event)
+        records = [r for r in merge.load(self.env.run_dir) if r.mono >= t0]
+        changes = [r for r in records if _reports_change(r) and r.fields.get("id") in self.created]
+        if changes:
+            what = changes[0].fields.get("method") or changes[0].event
+            faults.observed(S.toxic_effect(step), toxic=name, change=what)
 
     # -- invariants --------------------------------------------------------------------------
     def _truth(self, sid: str) -> str | None:
@@ -739,6 +741,19 @@ def _shim_journaled(
             ):
                 return True
     return False
+
+
+def _reports_change(r: Any) -> bool:
+    """A shim record of a state change the shim publishes an event for."""
+    if r.component != "shim":
+        return False
+    if r.event == "task_exited":
+        return True
+    return bool(
+        r.event == "reply"
+        and r.fields.get("method") in EVENTFUL
+        and r.fields.get("outcome") == "ok"
+    )
 
 
 def _answer(fut: Any) -> str:
