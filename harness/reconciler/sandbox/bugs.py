@@ -24,6 +24,7 @@ PAUSE_RESUME_PRE404 = "cube.pause_resume_pre404"  # group: all four lines off (7
 RESUMED_EVENT_KEEPS_BINDINGS = "cube.resumed_event_keeps_bindings"
 DEADGC_PROBES_PAUSING = "cube.deadgc_probes_pausing"
 DEADGC_UNKNOWN_ON_FAILED_PROBE = "cube.deadgc_unknown_on_failed_probe"
+RESTART_TRUSTS_PAUSED = "cube.restart_trusts_paused"
 # -- seed b: containerd #12344, fix PR #12400 (pre-fix 0034ae95, fix 2042e805b) --------------
 DUAL_EXIT_HANDLERS = "cri.podsandbox_dual_exit_handlers"
 WATCHER_EXIT_WITHOUT_ID = "cri.watcher_exit_event_without_id"
@@ -83,6 +84,14 @@ SWITCHES: dict[str, Switch] = {
             "found by reconverge explore, F1)",
             "a DeadGC probe whose status query timed out under latency wrote unknown=true "
             "on a healthy sandbox",
+        ),
+        Switch(
+            RESTART_TRUSTS_PAUSED,
+            "events.py (recheck_paused)",
+            "seed a: CubeSandbox restart reloads records with no event replay and DeadGC skips "
+            "PAUSED (the reference model's upstream behaviour; found by reconverge explore, F4)",
+            "a Resume the shim finished while the reconciler was killed left the view PAUSED "
+            "for good while the shim ran",
         ),
         Switch(
             DUAL_EXIT_HANDLERS,

@@ -16,6 +16,7 @@ from harness import journal
 from harness.protos import events_pb2
 from harness.reconciler.sandbox import bugs, exits
 from harness.reconciler.sandbox.pause import converge_resume
+from harness.reconciler.sandbox.record import PAUSED as PAUSED_STATE
 from harness.reconciler.sandbox.record import now_ns
 from harness.reconciler.sandbox.runtime import describe
 
@@ -131,6 +132,34 @@ async def _announce(rec: SandboxReconciler) -> None:
         except Exception as exc:  # the stream loop notices a dead connection itself
             journal.emit("reconciler", "ready_probe_failed", error=describe(exc))
         await asyncio.sleep(0.05)
+
+
+async def recheck_paused(rec: SandboxReconciler) -> None:
+    """After a restart: ask the shim about every PAUSED record, feed a resume it missed.
+
+    Why: a Resume that reached the shim while the reconciler was being killed leaves the
+    record PAUSED (nothing marks a resume in progress), its /tasks/resumed event is gone (a
+    restart has no event replay) and DeadGC skips PAUSED on purpose: nothing else would ever
+    look again (reconverge explore, F4: suites/regressions/f4-resume-lost-across-restart.json).
+    PAUSING records are left to DeadGC's stuck-PAUSING pass, which exists for them.
+    """
+    if rec.bug(bugs.RESTART_TRUSTS_PAUSED):
+        # seed a, CubeSandbox restart: records reloaded as persisted, no event replay,
+        # DeadGC skips PAUSED -> a Resume finished while it was down is never seen
+        return
+    paused = [sid for sid, sb in rec.sandboxes.items() if sb.state() == PAUSED_STATE]
+    if not paused:
+        return
+    journal.emit("reconciler", "recheck_paused", sandboxes=paused)
+    for sid in paused:
+        try:
+            status = await rec.runtime.status(sid, timeout=rec.timing.reconcile_query)
+        except Exception as exc:  # not observed: the record stays; the shim's event may come
+            journal.emit("reconciler", "recheck_query_failed", id=sid, error=describe(exc))
+            continue
+        sb = rec.sandboxes.get(sid)
+        if status == "RUNNING" and sb is not None and sb.state() == PAUSED_STATE:
+            await rec.backoff.handle(sid, events_pb2.TaskResumed(container_id=sid))
 
 
 async def relist(rec: SandboxReconciler) -> None:

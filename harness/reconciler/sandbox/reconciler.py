@@ -155,6 +155,8 @@ class SandboxReconciler:
             for sb in list(self.sandboxes.values()):
                 if not sb.is_terminated() and not sb.user_mark_deleted_at:
                     self._watch(sb.id)
+            # F4: ask the shims about PAUSED records (a resume may have finished while down)
+            self._loops.append(asyncio.ensure_future(events.recheck_paused(self)))
         return self
 
     async def _ticker(self) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from harness.reconciler.sandbox import bugs, deadgc, exits
+from harness.reconciler.sandbox import bugs, deadgc, events, exits
 from harness.reconciler.sandbox.reconciler import SandboxReconciler
 from harness.reconciler.sandbox.record import EXITED, RUNNING, ContainerStatus, Sandbox
 
@@ -167,3 +167,56 @@ def test_exited_state_is_untouched_by_a_late_not_found(tmp_path: Path) -> None:
     rec = asyncio.run(go())
     assert [w.origin for w in rec.writes] == ["exit"]
     assert rec.sandboxes["sb"].state() == EXITED
+
+
+class StatusRuntime(StandInRuntime):
+    """Status answers ``state`` and counts the questions."""
+
+    def __init__(self, state: str) -> None:
+        super().__init__()
+        self.state = state
+        self.asked: list[str] = []
+
+    async def status(self, sid: str, timeout: float) -> str:
+        self.asked.append(sid)
+        return self.state
+
+
+@pytest.mark.parametrize(("shim", "written"), [("RUNNING", True), ("PAUSED", False)])
+def test_restart_recheck_feeds_a_missed_resume(tmp_path: Path, shim: str, written: bool) -> None:
+    """F4: a PAUSED record whose shim runs is resumed; one whose shim is paused is left."""
+
+    async def go() -> tuple[SandboxReconciler, StatusRuntime]:
+        runtime = StatusRuntime(shim)
+        rec = _rec(tmp_path, runtime)
+        rec.write(rec.sandboxes["sb"], "rpc_success", paused_at=3)
+        rec.writes.clear()
+        await events.recheck_paused(rec)
+        return rec, runtime
+
+    rec, runtime = asyncio.run(go())
+    assert runtime.asked == ["sb"]
+    assert (rec.sandboxes["sb"].state() == RUNNING) is written
+    assert bool(rec.writes) is written
+
+
+def test_restart_recheck_leaves_pausing_to_deadgc(tmp_path: Path) -> None:
+    async def go() -> StatusRuntime:
+        runtime = StatusRuntime("PAUSED")
+        rec = _rec(tmp_path, runtime)
+        rec.write(rec.sandboxes["sb"], "rpc", pausing_at=3)
+        await events.recheck_paused(rec)
+        return runtime
+
+    assert asyncio.run(go()).asked == []
+
+
+def test_switch_restart_trusts_paused_asks_nothing(tmp_path: Path) -> None:
+    async def go() -> StatusRuntime:
+        runtime = StatusRuntime("RUNNING")
+        rec = _rec(tmp_path, runtime, bugs.RESTART_TRUSTS_PAUSED)
+        rec.write(rec.sandboxes["sb"], "rpc_success", paused_at=3)
+        await events.recheck_paused(rec)
+        return runtime
+
+    assert asyncio.run(go()).asked == []
