@@ -50,6 +50,8 @@ QUIET_S = 0.3
 #: after the heal: how long the world has to converge, and how long it must hold
 CONVERGE_S = 8.0
 HOLD_S = 1.0
+#: past the operator's watch read timeout before the end may pass (see ``_end``)
+CYCLE_MARGIN_S = 0.5
 #: a failing end state is final once the operator is idle (no timer either: it only
 #: moves again on a watch event), its caches equal the truth and the findings have not
 #: changed for this long — like ``checks.claims.observe``'s "settled"
@@ -90,7 +92,7 @@ class Executor:
         self.seen_effects: set[str] = set()
         self.intakes: set[str] = set()
         self.violations: list[Finding] = []
-        self._events_seen = 0
+        self.op_started = 0.0
 
     # -- the run ---------------------------------------------------------------------------
     def run(self) -> Result:
@@ -179,6 +181,7 @@ class Executor:
             journal.emit("explore", "operator_start_failed", error=str(exc)[:200])
             return f"operator start failed: {str(exc)[:120]}"
         self.op, self.down = op, False
+        self.op_started = time.monotonic()
         return "ok"
 
     def _restart(self) -> str:
@@ -489,9 +492,10 @@ class Executor:
         return {k: inf.stats.state for k, inf in op.informers.items()} if op else {}
 
     def _end(self) -> list[Finding]:
-        """After the heal: poll until every convergence finding holds for HOLD_S, or a
-        failing state is final (SETTLED_S), bounded by CONVERGE_S; a truth unread at the
-        end is INCONCLUSIVE."""
+        """After the heal: poll until every convergence finding holds for HOLD_S (and the
+        operator has lived through one watch read-timeout cycle), or a failing state is
+        final (SETTLED_S), bounded by CONVERGE_S; a truth unread at the end is
+        INCONCLUSIVE."""
         state: dict[str, Any] = {"ok_since": None, "findings": None, "error": ""}
         state.update(sig=None, idle_since=None)
 
@@ -509,7 +513,10 @@ class Executor:
             now = time.monotonic()
             if all(f.ok for f in found):
                 state["ok_since"] = state["ok_since"] or now
-                return now - state["ok_since"] >= HOLD_S
+                # a watch loop's liveness shows only over a read-timeout cycle: an idle
+                # stream's routine read timeout is where a naive loop stops
+                cycle = self.op_started + self.env.timing.watch_read_timeout + CYCLE_MARGIN_S
+                return now - state["ok_since"] >= HOLD_S and now >= cycle
             state["ok_since"] = None
             sig = [(f.check, f.ok) for f in found]
             if not idle or sig != state["sig"] or caches != w.versions():
