@@ -173,10 +173,19 @@ class SandboxReconciler:
         self.crashed = True
         self.store.close()
         deletes = [f for f in self.deletes_inflight.values() if isinstance(f, asyncio.Task)]
-        tasks = [*self._loops, *self._watchers.values(), *self._ops, *deletes]
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        pending = {*self._loops, *self._watchers.values(), *self._ops, *deletes}
+        # Cancel until every task has ended, not once: Python 3.11's ``wait_for`` can swallow
+        # a cancel that lands as its inner call completes (the explorer saw a watcher go on
+        # awaiting a task's Wait for 60 s after a kill -9 step), and a crash that waits on
+        # such a task would hang the step.
+        rounds = 0
+        while pending:
+            for t in pending:
+                t.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.5)
+            rounds += 1
+        if rounds > 1:
+            journal.emit("reconciler", "cancel_repeated", rounds=rounds)
         journal.emit("reconciler", "crashed", generation=self.generation)
 
     async def stop(self) -> None:
