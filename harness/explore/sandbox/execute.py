@@ -451,9 +451,13 @@ class Executor:
             entry = self._shim_live(sid)
             if entry is None or not entry.get("proxy"):
                 continue
-            proxy = self.env.proxy.client.get(str(entry["proxy"]))
             tname = f"{name}-{sid}"
-            proxy.add_toxic(step.kind, name=tname, **_toxic_attrs(step))
+            try:  # a shim on its way out has deleted its proxy already: nothing to slow
+                proxy = self.env.proxy.client.get(str(entry["proxy"]))
+                proxy.add_toxic(step.kind, name=tname, **_toxic_attrs(step))
+            except Exception as exc:
+                journal.emit("explore", "shim_toxic_skipped", id=sid, error=describe(exc))
+                continue
             self.shim_toxics.setdefault(name, []).append((proxy, tname))
             self._shim_toxic_at.setdefault(name, []).append((sid, time.monotonic()))
             n += 1
