@@ -94,6 +94,9 @@ class _Model:
     #: compaction now means the resumed watch asks for a compacted revision (410 Gone)
     cut: bool = False
     dirty: bool = False
+    #: "workload": faults are spices among the workload; "faults": a fault comes first
+    lead: str = "workload"
+    faulted: bool = False
     #: claims the schedule migrated (their deletion, or their pods', is what bites then)
     migrated: list[str] = field(default_factory=list)
 
@@ -137,6 +140,7 @@ def schedules(
             picked = d("swarm", st.sets(st.integers(0, len(faults) - 1), min_size=1, max_size=2))
             swarm = [faults[j] for j in sorted(picked)]
         model = _Model(focus=d("focus", st.sampled_from(FOCUS)))
+        model.lead = d("lead", st.sampled_from(("workload", "faults"))) if swarm else "workload"
         n = d("length", st.sampled_from(lengths(max_steps)))
         steps = [_step(d, f"step{i + 1}", model, swarm) for i in range(n)]
         return S.Schedule(tuple(steps), world="claims", bugs=tuple(bugs))
@@ -187,7 +191,9 @@ def _ops(model: _Model, swarm: Sequence[FaultChoice]) -> list[str]:
     if not refs:
         drive = []
     ops = drive + make if len(refs) > 1 else make + drive
-    ops += ["fault"] * (2 if swarm else 0)
+    faults = ["fault"] * (2 if swarm else 0)
+    # a fault-led schedule starts faulted and then drives the world under the fault
+    ops = faults + ops if model.lead == "faults" and not model.faulted else ops + faults
     if model.cut and model.dirty:  # a resumed watch would ask for a compacted revision
         return ["compact"] * 3 + [*ops, "operator_restart", "heal"]
     return [*ops, "compact", "operator_restart", "heal"]
@@ -233,6 +239,7 @@ def _step(d: Any, where: str, model: _Model, swarm: Sequence[FaultChoice]) -> S.
             f = swarm[d(f"{where}.fault", st.integers(0, len(swarm) - 1))]
         nth = d(f"{where}.nth", st.sampled_from(list(NTH))) if isinstance(f.step, C.Intake) else 1
         step = f.make(nth)
+        model.faulted = True
         if (
             isinstance(step, C.Toxic)
             and step.leg == "watch"
