@@ -120,6 +120,7 @@ class Executor:
             self.heal()
             if not self.violations:
                 findings = self._end()
+            self._routine_effects()
         except Exception as exc:  # the harness broke, not an invariant: ERROR, never a pass
             journal.emit("explore", "error", error=_answer(exc))
             return Result(
@@ -429,6 +430,14 @@ class Executor:
             if seen:
                 self.seen_effects.add(effect)
                 faults.observed(effect, **{k: v for k, v in now.items() if k != "op"})
+
+    def _routine_effects(self) -> None:
+        """Journal that an idle watch stream ended on its read timeout (the fixed loop
+        re-opens it; a naive one may stop there): the fault of a schedule without one."""
+        op = self.op
+        n = sum(i.stats.read_timeouts for i in op.informers.values()) if op else 0
+        if n:
+            faults.observed(C.ROUTINE_READ_TIMEOUT, read_timeouts=n)
 
     def _silence_visible(self) -> bool:
         """A naive loop never times out on a silent stream: its silence shows as a cache

@@ -66,6 +66,7 @@ def test_failpoints_and_effects_of_a_schedule():
     assert C.effects_of(steps) == [C.COMPACTION, "toxic down on watch"]
     workload = (C.CreateClaim("c0"), C.DeletePod("c0"), C.Migrate("c0", "idle"))
     assert C.effects_of(workload) == ["migration", "pod deleted"]
+    assert C.effects_of((C.CreateClaim("c0"),)) == [C.ROUTINE_READ_TIMEOUT]
 
 
 @pytest.mark.parametrize(
