@@ -111,6 +111,7 @@ class _Model:
     created: dict[str, int] = field(default_factory=dict)  # creates per id (incarnations)
     begun: str = ""  # the sandbox whose call the previous step began without waiting
     armed: dict[str, set[str]] = field(default_factory=dict)  # faulted methods per sandbox
+    toxic: bool = False  # a toxic is in force (until a heal)
 
 
 #: which ops make a faulted method run (a fault meets the call it breaks): a Pause fault
@@ -118,13 +119,13 @@ class _Model:
 #: query after a failed call (or a DeadGC probe)
 TRIGGERS: dict[str, tuple[str, ...]] = {
     "Pause": ("pause", "pause_async"),
-    "Resume": ("resume", "resume_async"),
+    "Resume": ("pause", "resume", "resume_async"),  # a running sandbox is paused first
     "Kill": ("stop",),
     "Delete": ("kill_task", "stop"),
     "Shutdown": ("kill_task", "stop"),
     "State": ("pause", "resume"),
     "tasks.paused": ("pause", "pause_async"),
-    "tasks.resumed": ("resume", "resume_async"),
+    "tasks.resumed": ("pause", "resume", "resume_async"),
     "tasks.exit": ("kill_task", "stop"),
 }
 
@@ -189,6 +190,7 @@ def _step(
         return S.ShimFault(sid, f.method, f.phase, f.action, f.arg, nth)
     if op == "toxic":
         kind, arg, leg = TOXIC_MENU[d(f"{where}.toxic", st.integers(0, len(TOXIC_MENU) - 1))]
+        model.toxic = True
         return S.Toxic(kind, leg=leg, arg=arg)
     if op in ("pause", "resume", "pause_async", "resume_async"):
         timeout = d(f"{where}.deadline", st.sampled_from(list(CALLER_DEADLINES)))
@@ -207,6 +209,7 @@ def _step(
         return S.Delete(sid)
     if op == "heal":
         model.armed.clear()
+        model.toxic = False
     simple: dict[str, Any] = {
         "stop": S.Stop,
         "kill_task": S.KillTask,
@@ -240,7 +243,10 @@ def _ops(model: _Model, sid: str, toxics: bool) -> list[str]:
     ops += ["stop", "delete", "heal", "restart", "containerd_restart", "create"]
     if model.created.get(sid, 0) >= 2:
         ops.append("late_exit")
-    # an armed fault makes the ops that meet it likelier (those this state allows)
+    # an armed fault makes the ops that meet it likelier (those this state allows); a toxic
+    # in force, the call this state invites (it crosses every leg: reconciler, shim, events)
     for method in sorted(model.armed.get(sid, ())):
         ops += [op for op in TRIGGERS.get(method, ()) if op in ops] * 2
+    if model.toxic:
+        ops += ["resume" if model.paused.get(sid, False) else "pause"] * 2
     return ops
