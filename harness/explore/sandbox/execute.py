@@ -200,7 +200,7 @@ class Executor:
     def _toxic_effects(self, answer: str, seconds: float) -> None:
         """A toxic has no trigger record: journal its effect when a call under it failed
         (or, for latency, took at least the latency) — what ``faults.fired`` counts."""
-        for name, step in self.toxic_steps.items():
+        for name, step in list(self.toxic_steps.items()):  # a begun call's callback: a copy
             if step.leg != "reconciler-containerd":
                 continue  # no reconciler call crosses it alone: see _events/_shim_leg_effect
             slowed = step.kind == "latency" and seconds >= step.arg / 1000
@@ -217,6 +217,7 @@ class Executor:
             self.host.restart()
         except Exception as exc:
             journal.emit("explore", "restart_failed", error=describe(exc))
+            self._toxic_effects(f"restart failed: {describe(exc)}", 0.0)
             return f"restart failed: {describe(exc)}"[:160]
         self.down = False
         return "ok"
@@ -316,6 +317,12 @@ class Executor:
         t0 = time.monotonic()
         start = self.host.start_pause if isinstance(step, S.PauseAsync) else self.host.start_resume
         fut = start(step.sandbox, step.timeout)
+
+        def answered(f: Any) -> None:  # on the reconciler's loop: a toxic under it took effect
+            if not f.cancelled():  # cancelled: the reconciler was killed, not a toxic
+                self._toxic_effects(_answer(f), time.monotonic() - t0)
+
+        fut.add_done_callback(answered)
         method = "Pause" if isinstance(step, S.PauseAsync) else "Resume"
 
         wall = time.time()
