@@ -25,6 +25,7 @@ RESUMED_EVENT_KEEPS_BINDINGS = "cube.resumed_event_keeps_bindings"
 DEADGC_PROBES_PAUSING = "cube.deadgc_probes_pausing"
 DEADGC_UNKNOWN_ON_FAILED_PROBE = "cube.deadgc_unknown_on_failed_probe"
 RESTART_TRUSTS_PAUSED = "cube.restart_trusts_paused"
+APPLIES_STALE_PAUSE_EVENT = "cube.applies_stale_pause_event"
 # -- seed b: containerd #12344, fix PR #12400 (pre-fix 0034ae95, fix 2042e805b) --------------
 DUAL_EXIT_HANDLERS = "cri.podsandbox_dual_exit_handlers"
 WATCHER_EXIT_WITHOUT_ID = "cri.watcher_exit_event_without_id"
@@ -92,6 +93,14 @@ SWITCHES: dict[str, Switch] = {
             "PAUSED (the reference model's upstream behaviour; found by reconverge explore, F4)",
             "a Resume the shim finished while the reconciler was killed left the view PAUSED "
             "for good while the shim ran",
+        ),
+        Switch(
+            APPLIES_STALE_PAUSE_EVENT,
+            "events.py (_stale)",
+            "seed a: CubeSandbox PR #404's pause/resume handlers apply events in arrival order "
+            "(the reference model's upstream behaviour; found by reconverge explore, F5)",
+            "a /tasks/paused delivered after /tasks/resumed left the view PAUSED for good "
+            "while the shim ran",
         ),
         Switch(
             DUAL_EXIT_HANDLERS,

@@ -10,6 +10,7 @@ because events missed while disconnected are never replayed (§3.6).
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from harness import journal
@@ -40,30 +41,65 @@ def topics(rec: SandboxReconciler) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class Stamped:
+    """An event with the time its change happened (containerd's ``Envelope.timestamp``).
+
+    Why: TaskPaused/TaskResumed carry no time of their own, and the backoff queue replays
+    what it was given; the stamp has to travel with the event to order it against the last
+    change applied. A relist/recheck event is stamped with the time its status query began.
+    """
+
+    event: Any
+    at_ns: int
+
+
 def key_of(evt: Any) -> str:
     """``convertEvent``: TaskExit/TaskPaused/TaskResumed are keyed by container id."""
     return str(evt.container_id)
 
 
-async def handle(rec: SandboxReconciler, evt: Any) -> None:
-    """Dispatch one event (also what a backoff replay calls)."""
+async def handle(rec: SandboxReconciler, item: Any) -> None:
+    """Dispatch one event, bare or :class:`Stamped` (also what a backoff replay calls)."""
+    evt, at_ns = (item.event, item.at_ns) if isinstance(item, Stamped) else (item, 0)
     if isinstance(evt, events_pb2.TaskExit):
         await exits.handle_sandbox_exit(rec, evt)
     elif isinstance(evt, events_pb2.TaskPaused):
-        await on_paused(rec, evt)
+        await on_paused(rec, evt, at_ns)
     elif isinstance(evt, events_pb2.TaskResumed):
-        await on_resumed(rec, evt)
+        await on_resumed(rec, evt, at_ns)
 
 
-async def on_paused(rec: SandboxReconciler, evt: events_pb2.TaskPaused) -> None:
-    await _pause_event(rec, str(evt.container_id), paused=True)
+async def on_paused(rec: SandboxReconciler, evt: events_pb2.TaskPaused, at_ns: int = 0) -> None:
+    await _pause_event(rec, str(evt.container_id), paused=True, at_ns=at_ns)
 
 
-async def on_resumed(rec: SandboxReconciler, evt: events_pb2.TaskResumed) -> None:
-    await _pause_event(rec, str(evt.container_id), paused=False)
+async def on_resumed(rec: SandboxReconciler, evt: events_pb2.TaskResumed, at_ns: int = 0) -> None:
+    await _pause_event(rec, str(evt.container_id), paused=False, at_ns=at_ns)
 
 
-async def _pause_event(rec: SandboxReconciler, cid: str, *, paused: bool) -> None:
+def _stale(rec: SandboxReconciler, cid: str, at_ns: int, topic: str) -> bool:
+    """True when a change newer than this event was already applied (journaled).
+
+    Why: the shim's events can reach us out of order (a held /tasks/paused released after
+    /tasks/resumed); applied blindly the older one wins and the view stays PAUSED for good
+    while the shim runs (reconverge explore, F5:
+    suites/regressions/f5-paused-event-after-resumed.json). An unstamped event (0) is
+    applied as before.
+    """
+    if at_ns <= 0:
+        return False
+    last = rec.last_change_ns.get(cid, 0)
+    # seed a, CubeSandbox PR #404: the pause/resume handlers apply whatever arrives, in
+    # arrival order (found by reconverge explore, F5)
+    if at_ns < last and not rec.bug(bugs.APPLIES_STALE_PAUSE_EVENT):
+        journal.emit("reconciler", "event_stale", id=cid, topic=topic, at_ns=at_ns, last_ns=last)
+        return True
+    rec.last_change_ns[cid] = max(last, at_ns)
+    return False
+
+
+async def _pause_event(rec: SandboxReconciler, cid: str, *, paused: bool, at_ns: int = 0) -> None:
     """Idempotent: a replay or a duplicate yields the same record (§1.6 event path)."""
     if cid.startswith("exec-"):
         return
@@ -73,6 +109,8 @@ async def _pause_event(rec: SandboxReconciler, cid: str, *, paused: bool) -> Non
     async with rec.object_lock(cid):  # the object lock, not the RPC lifecycle lock
         if sb.user_mark_deleted_at or sb.is_terminated():
             return  # do not backfill paused semantics once terminal
+        if _stale(rec, cid, at_ns, PAUSED if paused else RESUMED):
+            return
         if paused:
             rec.write(sb, "event", paused_at=sb.first.paused_at or now_ns(), pausing_at=0)
         elif rec.bug(bugs.RESUMED_EVENT_KEEPS_BINDINGS):
@@ -107,7 +145,12 @@ async def run(rec: SandboxReconciler) -> None:
                 if env.event is None:
                     continue
                 journal.emit("reconciler", "event_in", topic=env.topic, id=key_of(env.event))
-                await rec.backoff.handle(key_of(env.event), env.event)
+                item = (
+                    Stamped(env.event, env.timestamp_ns)
+                    if env.topic in (PAUSED, RESUMED)
+                    else env.event
+                )
+                await rec.backoff.handle(key_of(env.event), item)
             raise ConnectionError("event stream ended")
         except asyncio.CancelledError:
             raise
@@ -152,6 +195,7 @@ async def recheck_paused(rec: SandboxReconciler) -> None:
         return
     journal.emit("reconciler", "recheck_paused", sandboxes=paused)
     for sid in paused:
+        asked_at = now_ns()
         try:
             status = await rec.runtime.status(sid, timeout=rec.timing.reconcile_query)
         except Exception as exc:  # not observed: the record stays; the shim's event may come
@@ -159,7 +203,9 @@ async def recheck_paused(rec: SandboxReconciler) -> None:
             continue
         sb = rec.sandboxes.get(sid)
         if status == "RUNNING" and sb is not None and sb.state() == PAUSED_STATE:
-            await rec.backoff.handle(sid, events_pb2.TaskResumed(container_id=sid))
+            await rec.backoff.handle(
+                sid, Stamped(events_pb2.TaskResumed(container_id=sid), asked_at)
+            )
 
 
 async def relist(rec: SandboxReconciler) -> None:
@@ -168,6 +214,7 @@ async def relist(rec: SandboxReconciler) -> None:
     for sid, sb in list(rec.sandboxes.items()):
         if sb.is_terminated():
             continue
+        asked_at = now_ns()
         try:
             status = await rec.runtime.status(sid, timeout=rec.timing.reconcile_query)
         except Exception as exc:
@@ -179,4 +226,4 @@ async def relist(rec: SandboxReconciler) -> None:
         elif status == "RUNNING" and sb.is_paused() and RESUMED in topics(rec):
             evt = events_pb2.TaskResumed(container_id=sid)
         if evt is not None:
-            await rec.backoff.handle(sid, evt)
+            await rec.backoff.handle(sid, Stamped(evt, asked_at))

@@ -73,6 +73,10 @@ class SandboxReconciler:
         self.deletes_inflight: dict[str, asyncio.Future[int]] = {}
         self.delete_results: dict[str, int] = {}
         self.subscribed = asyncio.Event()
+        # per sandbox: the time (shim clock, ns) of the last pause/resume change applied from
+        # an event; an older event is stale (events.py _stale, F5). In memory: an event held
+        # across a restart is not delivered to the new subscription anyway.
+        self.last_change_ns: dict[str, int] = {}
         self.deadgc_ticks = 0
         self._lifecycle: dict[str, asyncio.Lock] = {}
         self._objects: dict[str, asyncio.Lock] = {}
@@ -262,6 +266,7 @@ class SandboxReconciler:
             await self.runtime.delete_container(sid)
         self.store.delete(sid)
         del self.sandboxes[sid]
+        self.last_change_ns.pop(sid, None)
         w = self._watchers.pop(sid, None)
         if w is not None:
             w.cancel()

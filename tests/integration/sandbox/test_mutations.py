@@ -46,7 +46,7 @@ pytestmark = pytest.mark.needs("containerd", "toxiproxy")
 SEED_A = load_suite("test_seed_a_pause_resume")
 SEED_B = load_suite("test_seed_b_dual_delete")
 SEED_C = load_suite("test_seed_c_shutdown")
-#: switches whose only case is an explorer finding kept as a regression file (F1, F4)
+#: switches whose only case is an explorer finding kept as a regression file (F1, F4, F5)
 REG = load_suite("test_regressions")
 
 
@@ -71,6 +71,7 @@ MUTANTS = [
     pytest.param(SEED_C.test_delete_outlives_exit_deadline, B.DELETE_TIMEOUT_KILLS_RETRY),
     pytest.param(REG.case_for("f1-deadgc-unknown-under-latency"), B.DEADGC_UNKNOWN_ON_FAILED_PROBE),
     pytest.param(REG.case_for("f4-resume-lost-across-restart"), B.RESTART_TRUSTS_PAUSED),
+    pytest.param(REG.case_for("f5-paused-event-after-resumed"), B.APPLIES_STALE_PAUSE_EVENT),
 ]
 
 
