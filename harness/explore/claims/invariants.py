@@ -7,12 +7,9 @@ Safety, after every step (the seed-d bugs violate these, the fixed operator neve
   binding — a pod the schedule's migration agent pointed a claim at is excluded for that
   claim (the migration agent may overwrite a label; issue #591 starts exactly so);
 - **migrating claim kept**: a claim the schedule did not delete got a deletionTimestamp
-  while Bound with ``spec.sourcePod`` set, never having been Lost — its Finalize reclaims
-  the pods mid-migration and the source's data is lost (PR #592 bug 2). A claim that was
-  Lost on the way is left out: its set deletes lost claims by design, and a stale cache
-  can make that delete land after the claim rebound (see docs/explore-claims.md). Read
-  from a direct watch of the truth (:class:`harness.checks.claims.Recorder`): the
-  deleting state lasts milliseconds.
+  while Bound with ``spec.sourcePod`` set — its Finalize reclaims the pods mid-migration
+  and the source's data is lost (PR #592 bug 2). Read from a direct watch of the truth
+  (:class:`harness.checks.claims.Recorder`): the deleting state lasts milliseconds.
 
 Convergence, after the heal (every fix on must reach all of these):
 
@@ -74,17 +71,12 @@ def migrating_deleted(events: Iterable[Seen], deleted: Iterable[str]) -> list[st
     migrating (first sighting per claim)."""
     mine = set(deleted)
     out: dict[str, str] = {}
-    was_lost: set[str] = set()
     for e in events:
         obj = e.obj
         if e.kind != "cnclaims" or e.name in mine or e.name in out:
             continue
-        if _phase(obj) == m.LOST:
-            # a claim that lost its pod is cleaned up by its set (a cache that still holds
-            # it Lost while it rebinds is the set controller's race, not a scale-in)
-            was_lost.add(e.name)
         src = m.source_pod(obj)
-        if m.deleting(obj) and src and _phase(obj) == m.BOUND and e.name not in was_lost:
+        if m.deleting(obj) and src and _phase(obj) == m.BOUND:
             out[e.name] = (
                 f"{e.name} got a deletionTimestamp while Bound to "
                 f"{m.spec(obj).get('podName')} and migrating from {src}"

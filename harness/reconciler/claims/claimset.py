@@ -57,7 +57,7 @@ def reconcile(ctx: Ctx, key: str) -> float | None:
     for c in lost:
         if not m.deleting(c):
             ctx.log("delete lost claim", claimset=key, claim=m.name(c))
-            ctx.delete(m.CNCLAIMS, m.name(c))
+            ctx.delete_decided(m.CNCLAIMS, c)
     replicas = int(m.spec(s).get("replicas") or 0)
     phases = [(c.get("status") or {}).get("phase") for c in owned]
     ready = sum(p in (m.BOUND, m.OUTDATED_PHASE) for p in phases)

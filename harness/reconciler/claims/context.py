@@ -15,8 +15,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from harness import journal
-from harness.providers.kube.api import Kube
+from harness.providers.kube.api import Kube, is_conflict
 from harness.providers.kube.endpoint import Endpoint
 from harness.reconciler.claims import model as m
 from harness.reconciler.claims.bugs import Bugs
@@ -82,6 +84,39 @@ class Ctx:
 
     def delete(self, res: m.Resource, obj_name: str) -> None:
         self.kube().delete(res, self.namespace, obj_name)
+
+    def delete_decided(self, res: m.Resource, obj: dict[str, Any]) -> None:
+        """Delete ``obj`` because of what its cached copy showed (the claim set's "delete
+        lost claim" and scale-in): only if the server still holds that very copy. A
+        stale cache gets 409 Conflict -> ReSync: decide again once the cache caught up."""
+        # found by reconverge explore (docs/explore-claims.md; upstream's cnclaimset
+        # controller deletes unconditionally): without the preconditions a cache that
+        # still showed a claim Lost after it rebound and began migrating deleted it, and
+        # its Finalize reclaimed the pods mid-migration.
+        try:
+            self.delete_unchanged(res, obj)
+        except ApiException as exc:
+            if not is_conflict(exc):
+                raise
+            raise ReSync(
+                f"{m.name(obj)} changed since the cached copy", self.timing.requeue
+            ) from None
+
+    def delete_unchanged(self, res: m.Resource, obj: dict[str, Any]) -> None:
+        """DELETE only the object the decision was made on: preconditions on its UID and
+        resourceVersion, so a stale cache gets 409 Conflict (raised) instead of deleting
+        an object that changed meanwhile. Already gone: nothing to do."""
+        meta = obj.get("metadata") or {}
+        opts = {
+            "kind": "DeleteOptions",
+            "apiVersion": "v1",
+            "preconditions": {"uid": meta.get("uid"), "resourceVersion": m.rv(obj)},
+        }
+        try:
+            self.kube().request("DELETE", res.path(self.namespace, m.name(obj)), body=opts)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
 
     def create(self, res: m.Resource, body: dict[str, Any]) -> dict[str, Any]:
         return self.kube().create(res, self.namespace, body)

@@ -394,9 +394,15 @@ class ClaimOperator:
         if any(sp.get(k, "") != v for k, v in want.items()) or (
             pool and m.labels(c).get(m.POOL_NAME) != pool
         ):
-            patch: dict[str, Any] = {"spec": want}
+            patch: dict[str, Any] = {"spec": want, "metadata": {}}
             if pool:
-                patch["metadata"] = {"labels": {m.POOL_NAME: pool}}
+                patch["metadata"]["labels"] = {m.POOL_NAME: pool}
+            # The binding is decided on the cached claim: if it changed meanwhile (its set
+            # deleted it as Lost), 409 and decide again. Found by reconverge explore
+            # (docs/explore-claims.md): an unconditional patch bound a claim its set had
+            # just deleted, and Finalize reclaimed the pods of a Bound claim whose
+            # spec.sourcePod was still set.
+            patch["metadata"]["resourceVersion"] = m.rv(c)
             refresh(c, ctx.patch(m.CNCLAIMS, me, patch))
             ctx.log("bound", claim=me, pod=m.name(pod))
         st = m.status(c)

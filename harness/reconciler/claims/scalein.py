@@ -103,6 +103,6 @@ def scale_in(
             source_pod=m.source_pod(v),
             pod=m.spec(v).get("podName"),
         )
-        ctx.delete(m.CNCLAIMS, m.name(v))
+        ctx.delete_decided(m.CNCLAIMS, v)
     gone = {m.name(v) for v in victims}
     return [c for c in candidates if m.name(c) not in gone] + migrating

@@ -105,3 +105,62 @@ def test_namespace_names_are_dns_labels():
     assert len(n) <= 63 and n == n.lower() and n.startswith("rcv-")
     assert all(c.isalnum() or c == "-" for c in n)
     assert name_for("a::b[1]") != name_for("a::b[2]")
+
+
+class _RecordingKube:
+    """Stands in for the request client: records one DELETE, answers with ``status``."""
+
+    def __init__(self, status: int | None) -> None:
+        self.status = status
+        self.calls: list[tuple[str, str, dict]] = []
+
+    def request(self, method: str, path: str, *, body: dict) -> dict:
+        from kubernetes.client.exceptions import ApiException
+
+        self.calls.append((method, path, body))
+        if self.status is not None:
+            raise ApiException(status=self.status, reason="test")
+        return {}
+
+
+def _ctx(kube: _RecordingKube):
+    import random
+
+    from harness.reconciler.claims.context import Ctx
+    from harness.reconciler.claims.store import CNStore
+
+    ctx = Ctx(
+        namespace="ns",
+        api=None,  # type: ignore[arg-type]
+        bugs=B.Bugs(),
+        timing=Timing().scaled(0.1),
+        store=CNStore(),
+        pods=None,  # type: ignore[arg-type]
+        claims=None,  # type: ignore[arg-type]
+        claimsets=None,  # type: ignore[arg-type]
+        pools=None,  # type: ignore[arg-type]
+        rng=random.Random(0),
+    )
+    ctx.kube = lambda: kube  # type: ignore[method-assign]
+    return ctx
+
+
+CACHED = {"metadata": {"name": "s0-a", "uid": "u-1", "resourceVersion": "41"}}
+
+
+def test_delete_decided_carries_uid_and_resource_version_preconditions():
+    kube = _RecordingKube(None)
+    _ctx(kube).delete_decided(m.CNCLAIMS, CACHED)
+    [(method, path, body)] = kube.calls
+    assert method == "DELETE" and path.endswith("/namespaces/ns/cnclaims/s0-a")
+    assert body["preconditions"] == {"uid": "u-1", "resourceVersion": "41"}
+
+
+def test_delete_decided_on_a_stale_cache_resyncs_and_gone_is_done():
+    from harness.reconciler.claims.context import ReSync
+
+    with pytest.raises(ReSync, match="changed since the cached copy"):
+        _ctx(_RecordingKube(409)).delete_decided(m.CNCLAIMS, CACHED)
+    _ctx(_RecordingKube(404)).delete_decided(m.CNCLAIMS, CACHED)  # already gone: no error
+    with pytest.raises(Exception, match="500"):
+        _ctx(_RecordingKube(500)).delete_decided(m.CNCLAIMS, CACHED)
