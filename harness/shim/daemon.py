@@ -32,7 +32,7 @@ from harness import journal
 from harness.shim import identity, relay, sites
 from harness.shim.events import Publisher, events_address
 from harness.shim.main import parse_flags
-from harness.shim.paths import ShimPaths
+from harness.shim.paths import ShimPaths, file_id, owner_lock, unlink_if_same
 from harness.shim.service import SERVICE, TaskService, error_from_arg, read_annotations
 from harness.ttrpc import CallContext, NoReply, Server, TTRPCError
 from harness.ttrpc.server import Handler
@@ -70,8 +70,16 @@ class Daemon:
         self.stop = asyncio.Event()
         self.publisher = Publisher(self.namespace, events_address())
         self.service = TaskService(
-            self.namespace, self.publisher, self.stop.set, history=self.paths.exits
+            self.namespace,
+            self.publisher,
+            self.stop.set,
+            history=self.paths.exits,
+            on_retire=self.retire,
         )
+        #: (device, inode) of the socket and control socket as this daemon bound them: at
+        #: exit it removes a path only while it is still this file (see :meth:`retire`)
+        self.socket_id: tuple[int, int] | None = None
+        self.control_id: tuple[int, int] | None = None
         self.server = Server(interceptor=self.intercept)
         for method, handler in self.service.handlers().items():
             self.server.register(SERVICE, method, handler)
@@ -170,6 +178,53 @@ class Daemon:
             code = os.waitstatus_to_exitcode(status)
             self.service.on_child_exit(pid, 128 - code if code < 0 else code)
 
+    def retire(self) -> None:
+        """Give up the socket paths (only while they are still ours), before exiting.
+
+        Why before the Shutdown reply: containerd may create the same id again as soon as
+        it has the reply, and that ``start`` binds the same path; a path still answering
+        there would hand containerd this exiting daemon ("ttrpc: closed"), and one removed
+        later would be the new daemon's. Serving goes on through the open fds until exit.
+        containerd's runc shim removes its socket at exit unconditionally; ours checks the
+        inode under the owner lock, because here a successor is routine, not a bug.
+        """
+        with owner_lock(self.paths):
+            gone = [
+                p
+                for p, ident in (
+                    (self.paths.socket, self.socket_id),
+                    (self.paths.control, self.control_id),
+                )
+                if unlink_if_same(p, ident)
+            ]
+        journal.emit("shim", "retired", removed=gone)
+
+    def _cleanup_own_files(self) -> None:
+        """At exit: remove each per-id file only if it is still this daemon's; a successor
+        of the same id (a re-create) owns the paths by now and keeps them."""
+        me = os.getpid()
+        with owner_lock(self.paths):
+            unlink_if_same(self.paths.socket, self.socket_id)
+            unlink_if_same(self.paths.control, self.control_id)
+            kept = []
+            for path, owner in (
+                (self.paths.pidfile, _pid_in_pidfile(self.paths.pidfile)),
+                (self.paths.registry, _pid_in_registry(self.paths.registry)),
+            ):
+                if owner == me:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+                elif owner is not None:
+                    kept.append(path)
+        if kept:
+            journal.emit("shim", "kept_successor_files", files=kept)
+
+    def _begin_exit(self) -> None:
+        """SIGTERM/SIGINT: retire the socket paths at once, then stop like a Shutdown."""
+        if not self.stop.is_set():
+            self.retire()
+        self.stop.set()
+
     def write_registry(self) -> None:
         data = {
             "id": self.id,
@@ -200,7 +255,9 @@ class Daemon:
             await self.server.serve_socket(sock)
             return
         direct = await self.server.serve("tcp://127.0.0.1:0")
-        name = f"shim-{self.paths.key}"
+        # the pid too: a re-created id's new daemon relays while this one may still be
+        # deleting its proxy on the way out; a shared name would delete the new one's
+        name = f"shim-{self.paths.key}-{os.getpid()}"
         try:
             listen = relay.create_proxy(api, name, direct.removeprefix("tcp://"))
         except relay.RelayError as exc:
@@ -219,8 +276,10 @@ class Daemon:
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
         loop.add_signal_handler(signal.SIGCHLD, self.reap)
-        loop.add_signal_handler(signal.SIGTERM, self.stop.set)
-        loop.add_signal_handler(signal.SIGINT, self.stop.set)
+        loop.add_signal_handler(signal.SIGTERM, self._begin_exit)
+        loop.add_signal_handler(signal.SIGINT, self._begin_exit)
+        # ``start`` bound it for us; any later ``start`` of the id finds it answering
+        self.socket_id = file_id(self.paths.socket)
         with open(self.paths.pidfile, "w") as f:
             f.write(str(os.getpid()))
         self.control = failpoints.serve(
@@ -230,6 +289,7 @@ class Daemon:
                 "late_exit": self._on_loop(loop, self.service.late_exit),
             },
         )
+        self.control_id = file_id(self.paths.control)
         self.publisher.start()
         fd = int(os.environ[ENV_FD])
         await self._listen(socket.socket(fileno=fd))
@@ -256,9 +316,34 @@ class Daemon:
         await self.publisher.close()
         if self.control is not None:
             self.control.close()
-        for p in (self.paths.socket, self.paths.control, self.paths.pidfile, self.paths.registry):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(p)
+        self._cleanup_own_files()
+
+
+def _pid_in_pidfile(path: str) -> int | None:
+    """The pid a pidfile names (None: no file; 0: unreadable)."""
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return 0
+    return int(text) if text.isdigit() else 0
+
+
+def _pid_in_registry(path: str) -> int | None:
+    """The daemon pid a registry entry names (None: no entry; 0: unreadable)."""
+    try:
+        with open(path) as f:
+            entry = json.loads(f.read())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return 0
+    try:
+        return int(entry.get("pid") or 0)
+    except (AttributeError, TypeError, ValueError):
+        return 0
 
 
 def main(argv: list[str] | None = None, *, forked: bool = False) -> int:

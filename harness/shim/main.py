@@ -22,7 +22,7 @@ import sys
 import time
 
 from harness.shim.identity import is_stub
-from harness.shim.paths import ShimPaths
+from harness.shim.paths import ShimPaths, owner_lock
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms)
 if TYPE_CHECKING:
@@ -179,26 +179,31 @@ def start(flags: dict[str, str], spawn: Spawn | None = None) -> int:
     paths = _paths(flags)
     address = f"unix://{paths.socket}"
     os.makedirs(paths.dir, mode=0o700, exist_ok=True)
-    if _listening(paths.socket):
-        sys.stdout.write(address)  # grouping / restart: the daemon already serves
-        return 0
-    with suppress(FileNotFoundError):
-        os.unlink(paths.socket)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(paths.socket)
-    os.chmod(paths.socket, 0o600)
-    sock.listen(64)
-    tmp = ".address"
-    with open(tmp, "w") as f:  # cwd is the bundle
-        f.write(address)
-    os.replace(tmp, "address")
-    devnull = os.open(os.devnull, os.O_RDWR)
-    stderr = devnull
-    with suppress(OSError):
-        stderr = os.open("log", os.O_WRONLY | os.O_NONBLOCK)
-    pid = (spawn or spawn_cold)(sock, devnull, stderr, sys.argv[1:-1])
-    with open(paths.pidfile, "w") as f:
-        f.write(str(pid))
+    # Under the owner lock: an exiting daemon of the same id (a re-create right after a
+    # delete) removes its socket under it too, so the probe below sees either that daemon
+    # still serving (never once it answered Shutdown: it retires its socket first) or a
+    # free path, and the old daemon's cleanup can never remove what is bound here.
+    with owner_lock(paths):
+        if _listening(paths.socket):
+            sys.stdout.write(address)  # grouping / restart: the daemon already serves
+            return 0
+        with suppress(FileNotFoundError):
+            os.unlink(paths.socket)  # a dead daemon's file (panic, kill): nobody answers it
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(paths.socket)
+        os.chmod(paths.socket, 0o600)
+        sock.listen(64)
+        tmp = ".address"
+        with open(tmp, "w") as f:  # cwd is the bundle
+            f.write(address)
+        os.replace(tmp, "address")
+        devnull = os.open(os.devnull, os.O_RDWR)
+        stderr = devnull
+        with suppress(OSError):
+            stderr = os.open("log", os.O_WRONLY | os.O_NONBLOCK)
+        pid = (spawn or spawn_cold)(sock, devnull, stderr, sys.argv[1:-1])
+        with open(paths.pidfile, "w") as f:
+            f.write(str(pid))
     sys.stdout.write(address)
     sys.stdout.flush()
     return 0
@@ -258,6 +263,13 @@ def _kill_orphaned_tasks(flags: dict[str, str], daemon_pid: int) -> None:
                 os.kill(t.pid, SIGKILL)
 
 
+def _pidfile(paths: ShimPaths) -> int:
+    """The daemon pid ``start`` (or the daemon) wrote; 0 when there is none."""
+    with suppress(OSError, ValueError), open(paths.pidfile) as f:
+        return int(f.read().strip())
+    return 0
+
+
 def delete(flags: dict[str, str]) -> int:
     """Report the exit containerd records, like runc's shim: *without* killing the daemon.
 
@@ -268,9 +280,7 @@ def delete(flags: dict[str, str]) -> int:
     ``runc delete --force`` kills a dead shim's container.
     """
     paths = _paths(flags)
-    pid = 0
-    with suppress(OSError, ValueError), open(paths.pidfile) as f:
-        pid = int(f.read().strip())
+    pid = _pidfile(paths)
     alive = bool(pid) and is_stub(pid)
     if alive and os.environ.get("RECONVERGE_SHIM_DELETE_KILLS") == "1":
         with suppress(ProcessLookupError):
@@ -283,9 +293,11 @@ def delete(flags: dict[str, str]) -> int:
         if os.path.exists(paths.registry):  # the daemon died without its clean exit (panic, kill)
             _kill_orphaned_tasks(flags, pid)
         _delete_proxy_of_dead(paths)
-        for p in (paths.socket, paths.control, paths.pidfile, paths.registry):
-            with suppress(FileNotFoundError):
-                os.unlink(p)
+        with owner_lock(paths):  # a start of the id since our look: its files, not stale ones
+            if _pidfile(paths) == pid:
+                for p in (paths.socket, paths.control, paths.pidfile, paths.registry):
+                    with suppress(FileNotFoundError):
+                        os.unlink(p)
     sys.stdout.buffer.write(encode_delete_response(0, 137, time.time_ns()))
     sys.stdout.flush()
     return 0

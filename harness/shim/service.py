@@ -138,8 +138,12 @@ class TaskService:
         publisher: Publisher,
         on_empty_shutdown: Callable[[], None],
         history: str | None = None,
+        on_retire: Callable[[], None] | None = None,
     ):
         self.namespace = namespace
+        #: called in an accepted Shutdown *before* its reply: the daemon gives up its socket
+        #: path there, so the create containerd may send right after finds it free
+        self._on_retire = on_retire
         self.publisher = publisher
         self.tasks: dict[str, Task] = {}
         self.deleting: dict[str, set[int]] = {}
@@ -509,6 +513,8 @@ class TaskService:
             journal.emit("shim", "shutdown_noop", remaining=sorted(self.tasks))
             return EMPTY
         journal.emit("shim", "shutdown")
+        if self._on_retire is not None:
+            self._on_retire()
         ctx.after_reply = self._on_empty_shutdown
         return EMPTY
 
