@@ -83,9 +83,16 @@ TOXIC_MENU: tuple[tuple[str, int, str], ...] = (
     ("latency", 300, "shim-containerd"),
     ("latency", 300, "containerd-shim"),
 )
+#: the toxic menu drawn with ``reset_peer`` (the reconciler's own leg: a reply lost *and*
+#: its status query failing, so only an event can converge the view) twice as often
+TOXIC_WEIGHTS: tuple[int, ...] = (0, 0, 1, 2, 3, 4)
 CALLER_DEADLINES: tuple[float | None, ...] = (None, 0.4)
 #: the swarm: how many fault-menu entries one schedule draws its fault steps from
 SWARM_MAX = 3
+#: the schedule lengths drawn half the time: the known bug shapes are 3–5 steps, and a
+#: longer schedule's later steps (a restart, a begun call) often repair what an earlier
+#: one broke (seed a's defence lines back each other up)
+SHORT = (4, 6)
 
 
 def menu(only: Sequence[str] = ()) -> tuple[FaultChoice, ...]:
@@ -112,6 +119,10 @@ class _Model:
     begun: str = ""  # the sandbox whose call the previous step began without waiting
     armed: dict[str, set[str]] = field(default_factory=dict)  # faulted methods per sandbox
     toxic: bool = False  # a toxic is in force (until a heal)
+    just: str = ""  # the method (or topic) armed last, not met yet
+    just_sid: str = ""
+    entries: dict[str, set[FaultChoice]] = field(default_factory=dict)  # swarm entries armed
+    unarmed: dict[str, int] = field(default_factory=dict)  # swarm entries not armed yet
 
 
 #: which ops make a faulted method run (a fault meets the call it breaks): a Pause fault
@@ -128,6 +139,46 @@ TRIGGERS: dict[str, tuple[str, ...]] = {
     "tasks.resumed": ("pause", "resume", "resume_async"),
     "tasks.exit": ("kill_task", "stop"),
 }
+
+
+#: the event each call's outcome is also published on: a reply lost (``after``) and its
+#: event lost are the two halves of one outcome lost (seed a's defence lines: the status
+#: query after a failed call, and the event handler; each one off alone is repaired by the
+#: other, so the swarm pairs them)
+TOPIC = {"Pause": "tasks.paused", "Resume": "tasks.resumed", "Delete": "tasks.exit"}
+
+
+def partners(faults: Sequence[FaultChoice], i: int) -> list[int]:
+    """The entries that lose the rest of entry ``i``'s outcome: a reply fault's event drops,
+    an event drop's reply faults (``after``); empty for the others."""
+    f = faults[i]
+    if f.phase == "after" and f.method in TOPIC:
+        want = [
+            (g.method, g.phase, g.action) == ("publish", TOPIC[f.method], "drop") for g in faults
+        ]
+    elif f.method == "publish" and f.action == "drop":
+        want = [g.phase == "after" and TOPIC.get(g.method) == f.phase for g in faults]
+    else:
+        return []
+    return [j for j, ok in enumerate(want) if ok]
+
+
+def _swarm(faults: Sequence[FaultChoice]) -> st.SearchStrategy[list[int]]:
+    """Indices of 1..SWARM_MAX entries: an anchor (the entries that lose an outcome — a
+    ``drop`` — twice as likely), its partner two times in three, then any others."""
+    anchors = [i for i, f in enumerate(faults) for _ in range(2 if f.action == "drop" else 1)]
+
+    @st.composite
+    def pick(draw: st.DrawFn) -> list[int]:
+        anchor = draw(st.sampled_from(anchors))
+        chosen = {anchor}
+        mates = partners(faults, anchor)
+        if mates and draw(st.sampled_from((True, True, False))):
+            chosen.add(draw(st.sampled_from(mates)))
+        more = st.sets(st.integers(0, len(faults) - 1), max_size=SWARM_MAX - len(chosen))
+        return sorted(chosen | draw(more))
+
+    return pick()
 
 
 def schedules(
@@ -151,16 +202,36 @@ def schedules(
         def d(what: str, strategy: st.SearchStrategy[Any]) -> Any:
             return log.note(what, draw(strategy))
 
-        indices = st.sets(st.integers(0, len(faults) - 1), min_size=1, max_size=SWARM_MAX)
-        swarm = sorted(d("swarm", indices))
-        n = d("length", st.integers(1, max_steps))
+        swarm = d("swarm", _swarm(faults))
+        short = st.integers(min(SHORT[0], max_steps), min(SHORT[1], max_steps))
+        n = d("length", st.one_of(short, st.integers(1, max_steps)))
         model = _Model()
+        entries = [faults[j] for j in swarm]
         steps: list[S.Step] = []
-        for i in range(n):
-            steps.append(_step(d, f"step{i + 1}", model, ids, [faults[j] for j in swarm], toxics))
+        if len(entries) + 2 <= max_steps and d("armed_first", st.booleans()):
+            steps += _armed_first(model, ids[0], entries)
+        for i in range(len(steps), max(n, len(steps) + 1)):
+            steps.append(_step(d, f"step{i + 1}", model, ids, entries, toxics))
         return S.Schedule(tuple(steps), bugs=tuple(bugs))
 
     return build()
+
+
+def _armed_first(model: _Model, sid: str, entries: Sequence[FaultChoice]) -> list[S.Step]:
+    """Every swarm entry armed for its first call, then the sandbox created: the suites'
+    shape (failpoints set at create), which a walk reaches only by a run of lucky draws —
+    the outcome-losing pairs above need both halves armed before the call they break."""
+    steps: list[S.Step] = []
+    for f in entries:
+        point = f.phase if f.method == "publish" else f.method
+        model.armed.setdefault(sid, set()).add(point)
+        model.entries.setdefault(sid, set()).add(f)
+        steps.append(S.ShimFault(sid, f.method, f.phase, f.action, f.arg, 1))
+    first = entries[0]
+    model.just = first.phase if first.method == "publish" else first.method
+    model.just_sid = sid
+    model.exists[sid], model.paused[sid], model.created[sid] = True, False, 1
+    return [*steps, S.Create(sid)]
 
 
 def _step(
@@ -174,22 +245,27 @@ def _step(
     sid = d(f"{where}.sandbox", st.sampled_from(list(ids))) if len(ids) > 1 else ids[0]
     op = d(f"{where}.op", st.sampled_from(_ops(model, sid, toxics)))
     model.begun = sid if op.endswith("_async") else ""
+    if op not in ("create", "fault"):  # a fault armed before its sandbox: met after create
+        model.just = model.just_sid = ""
     if op == "create":
         model.exists[sid] = True
         model.paused[sid] = False
         model.created[sid] = model.created.get(sid, 0) + 1
         return S.Create(sid)
     if op == "fault":
-        f = (
-            swarm[d(f"{where}.fault", st.integers(0, len(swarm) - 1))]
-            if len(swarm) > 1
-            else swarm[0]
-        )
-        nth = d(f"{where}.nth", st.sampled_from([1, 2]))
-        model.armed.setdefault(sid, set()).add(f.phase if f.method == "publish" else f.method)
+        # the entries not armed on this sandbox yet first: k fault steps arm k entries
+        fresh = [f for f in swarm if f not in model.entries.setdefault(sid, set())]
+        pool = fresh or list(swarm)
+        f = pool[d(f"{where}.fault", st.integers(0, len(pool) - 1))] if len(pool) > 1 else pool[0]
+        model.entries[sid].add(f)
+        model.unarmed[sid] = len(fresh) - 1 if fresh else 0
+        nth = d(f"{where}.nth", st.sampled_from([1, 1, 2]))
+        point = f.phase if f.method == "publish" else f.method
+        model.armed.setdefault(sid, set()).add(point)
+        model.just, model.just_sid = point, sid
         return S.ShimFault(sid, f.method, f.phase, f.action, f.arg, nth)
     if op == "toxic":
-        kind, arg, leg = TOXIC_MENU[d(f"{where}.toxic", st.integers(0, len(TOXIC_MENU) - 1))]
+        kind, arg, leg = TOXIC_MENU[d(f"{where}.toxic", st.sampled_from(TOXIC_WEIGHTS))]
         model.toxic = True
         return S.Toxic(kind, leg=leg, arg=arg)
     if op in ("pause", "resume", "pause_async", "resume_async"):
@@ -209,6 +285,7 @@ def _step(
         return S.Delete(sid)
     if op == "heal":
         model.armed.clear()
+        model.entries.clear()
         model.toxic = False
     simple: dict[str, Any] = {
         "stop": S.Stop,
@@ -230,8 +307,13 @@ def _ops(model: _Model, sid: str, toxics: bool) -> list[str]:
     exit only once the id has an earlier incarnation.
     """
     tox = ["toxic"] if toxics else []
+    heal = ["heal"] if model.armed or model.toxic else []  # nothing to heal: no heal
     if not model.exists.get(sid, False):
-        return ["create"] * 4 + ["fault", "heal", "restart", *tox]
+        # arm first (the suites' way: failpoints set at create), then create
+        ops = ["create"] * 4 + ["fault"] * 3 + [*heal, "restart", *tox]
+        if model.just and model.just_sid == sid and model.unarmed.get(sid, 0):
+            ops += ["fault"] * 6
+        return ops
     if model.begun == sid:  # a call is under way: mostly something that overlaps it
         turn = "resume" if model.paused.get(sid, False) else "pause"
         return ["restart"] * 2 + [turn] * 2 + ["containerd_restart", "kill_task", "stop", *tox]
@@ -240,7 +322,7 @@ def _ops(model: _Model, sid: str, toxics: bool) -> list[str]:
     else:
         ops = ["pause"] * 2 + ["pause_async"] * 2 + ["resume"]
     ops += ["fault"] * 3 + tox * 2 + ["kill_task"] * 2
-    ops += ["stop", "delete", "heal", "restart", "containerd_restart", "create"]
+    ops += ["stop", "delete", *heal, "restart", "containerd_restart", "create"]
     if model.created.get(sid, 0) >= 2:
         ops.append("late_exit")
     # an armed fault makes the ops that meet it likelier (those this state allows); a toxic
@@ -248,5 +330,12 @@ def _ops(model: _Model, sid: str, toxics: bool) -> list[str]:
     for method in sorted(model.armed.get(sid, ())):
         ops += [op for op in TRIGGERS.get(method, ()) if op in ops] * 2
     if model.toxic:
-        ops += ["resume" if model.paused.get(sid, False) else "pause"] * 2
+        ops += ["resume" if model.paused.get(sid, False) else "pause"] * 4
+    elif model.paused.get(sid, False):  # a paused sandbox: a toxic before its resume
+        ops += tox * 3
+    # a fault just armed: mostly the call it breaks next (a pause without a caller deadline
+    # meeting a lost Pause reply), or its partner fault first (a reply lost, then its event)
+    if model.just and model.just_sid == sid:
+        ops += [op for op in TRIGGERS.get(model.just, ()) if op in ops] * 6
+        ops += ["fault"] * (6 if model.unarmed.get(sid, 0) else 0)
     return ops
