@@ -261,3 +261,31 @@ def test_every_toxic_leg_and_new_op_is_drawn():
     assert "late_exit" not in strategy._ops(
         strategy._Model(exists={"sb0": True}, created={"sb0": 1}), "sb0", toxics=False
     )
+
+
+def test_a_lost_reply_pairs_with_its_lost_event():
+    """The swarm's partners: a reply fault after the call and the drop of its event, both ways;
+    entries that lose no outcome have none (the pair that hides a missing status query)."""
+    menu = strategy.FAULT_MENU
+    names = {f.name: i for i, f in enumerate(menu)}
+
+    def mates(name: str) -> set[str]:
+        return {menu[j].name for j in strategy.partners(menu, names[name])}
+
+    assert mates("Pause.after=drop") == {"publish.tasks.paused=drop"}
+    assert mates("Resume.after=delay(1200)") == {"publish.tasks.resumed=drop"}
+    assert mates("publish.tasks.paused=drop") == {"Pause.after=drop", "Pause.after=delay(1200)"}
+    assert mates("Shutdown.before=error(please retry)") == set()
+    assert mates("publish.tasks.paused=hold(tasks.resumed)") == set()
+
+
+def test_armed_first_arms_every_swarm_entry_then_creates_and_meets_it():
+    """The prefix arms each entry for its first call, creates, and the op drawn next is
+    mostly the call the fault breaks (a pause after a Pause fault)."""
+    model = strategy._Model()
+    entries = [f for f in strategy.FAULT_MENU if f.name in ("Pause.after=drop",)]
+    steps = strategy._armed_first(model, "sb0", entries)
+    assert [s.op for s in steps] == ["shim_fault", "create"]
+    assert steps[0].nth == 1 and model.exists["sb0"] and model.just == "Pause"
+    ops = strategy._ops(model, "sb0", toxics=True)
+    assert ops.count("pause") + ops.count("pause_async") > len(ops) / 2
