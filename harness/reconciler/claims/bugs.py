@@ -26,6 +26,7 @@ POD_WATCH_LABEL_ONLY = "pod_watch_label_only"
 WATCH_NO_READ_TIMEOUT = "watch_no_read_timeout"
 WATCH_END_MEANS_DONE = "watch_end_means_done"
 WATCH_NO_RELIST_ON_410 = "watch_no_relist_on_410"
+NO_PERIODIC_RESYNC = "no_periodic_resync"
 
 
 SWITCHES: dict[str, Switch] = {
@@ -75,6 +76,13 @@ SWITCHES: dict[str, Switch] = {
             "kubernetes-path.md §5.1 410 Gone handling",
             "watch retries a compacted resourceVersion forever (410 Gone) instead of relisting",
         ),
+        Switch(
+            NO_PERIODIC_RESYNC,
+            "watch.py",
+            "kubernetes-path.md §5 naive loops (a watch-only cache; §5.2's relist only on 410)",
+            "an event the watch lost (dropped, reordered) stays lost: the cache never "
+            "catches up until that object changes again",
+        ),
     )
 }
 
@@ -84,7 +92,12 @@ SEED_D = (
     LOST_KEEPS_PODNAME,
     POD_WATCH_LABEL_ONLY,
 )
-WATCH_LOOP = (WATCH_NO_READ_TIMEOUT, WATCH_END_MEANS_DONE, WATCH_NO_RELIST_ON_410)
+WATCH_LOOP = (
+    WATCH_NO_READ_TIMEOUT,
+    WATCH_END_MEANS_DONE,
+    WATCH_NO_RELIST_ON_410,
+    NO_PERIODIC_RESYNC,
+)
 
 
 class Bugs:

@@ -39,6 +39,9 @@ class Timing:
     watch_read_timeout: float = 30.0
     # watch loop: server-side timeoutSeconds of one watch request
     watch_server_timeout: float = 300.0
+    # informer resync: an idle stream's read timeout re-lists (instead of re-watching)
+    # once the last list is this old — what heals an event the watch lost
+    resync_period: float = 10.0
     # watch loop: pause before re-watching after a broken stream (kopf uses 0.1 s)
     reconnect_backoff: float = 1.0
     # workqueue: first error backoff (client-go: 5 ms, doubling, capped)

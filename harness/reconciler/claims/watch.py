@@ -13,8 +13,12 @@ The fixed loop, built on the official client's ``kubernetes.watch.Watch`` (§5.1
   short backoff; on **410 Gone** it re-lists and diffs the list against the cache (objects
   that vanished meanwhile become synthetic DELETED events, like client-go's Replace).
 
+- resync: when an idle stream's read timeout comes and the last list is older than
+  ``resync_period``, it re-lists (diffed into the cache) instead of re-watching — what
+  heals an event the watch lost (see ``_resync_due``).
+
 Naive switches (``bugs.py``), each changing one decision below: ``watch_no_read_timeout``,
-``watch_end_means_done``, ``watch_no_relist_on_410``.
+``watch_end_means_done``, ``watch_no_relist_on_410``, ``no_periodic_resync``.
 
 Watch-level faults beyond bytes enter at the intake, one failpoint per resource,
 ``claims.watch.<plural>.intake`` (journaled like every fault):
@@ -89,6 +93,7 @@ class WatchStats:
     dropped: int = 0
     duplicated: int = 0
     reordered: int = 0
+    resyncs: int = 0
     last_event_mono: float = 0.0
     state: str = "new"  # listing | opening | watching | backoff | ended | crashed | stopped
 
@@ -125,6 +130,7 @@ class Informer:
         self.stats = WatchStats()
         self.intake = failpoints.point(f"claims.watch.{resource.plural}.intake")
         self._held: dict[str, Any] | None = None
+        self._listed_mono = 0.0
         self._stop = threading.Event()
         self._watch: kwatch.Watch | None = None
         self._thread: threading.Thread | None = None
@@ -215,7 +221,8 @@ class Informer:
             except (_Broken, *_BROKEN) as exc:
                 if self._stop.is_set():
                     return
-                if _is_read_timeout(exc):
+                idle = _is_read_timeout(exc)
+                if idle:
                     self.stats.read_timeouts += 1
                 else:
                     self.stats.breaks += 1
@@ -226,6 +233,8 @@ class Informer:
                     self.stats.state = "ended"
                     self._emit("watch_done", reason=_short(exc), rv=self.rv)
                     return
+                if idle and self._resync_due():
+                    need_list = True
                 self._backoff()
             except ApiException as exc:
                 if self._stop.is_set():
@@ -238,8 +247,30 @@ class Informer:
                 kube.close()
         self.stats.state = "stopped"
 
+    def _resync_due(self) -> bool:
+        """Whether an idle stream's read timeout should re-list rather than re-watch.
+
+        The resync: a list diffed into the cache (like client-go's Replace) heals an
+        event the watch lost — only objects that differ reach the handlers, so a
+        periodic pass re-enqueues nothing that did not change (a replay of every
+        cached object would also hide ``pod_watch_label_only``, which upstream's 10 h
+        sync period heals). Only at a read timeout, the routine end of an idle stream:
+        a broken stream, a clean end or a 410 keep their own handling, so the naive
+        loops' switches (§5.1) still meet the case they break on.
+        """
+        if self.bugs.on(B.NO_PERIODIC_RESYNC):
+            # naive loop (kubernetes-path.md §5): a watch-only cache, re-listed on 410
+            # only — a dropped or reordered event is never caught up.
+            return False
+        due = time.monotonic() - self._listed_mono >= self.timing.resync_period
+        if due:
+            self.stats.resyncs += 1
+            self._emit("resync", rv=self.rv)
+        return due
+
     def _relist(self, kube: Kube) -> None:
         self.stats.state = "listing"
+        self._listed_mono = time.monotonic()
         items, list_rv = kube.list(self.resource, self.namespace)
         with self.lock:
             old = self.cache
