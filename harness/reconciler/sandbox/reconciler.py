@@ -83,6 +83,9 @@ class SandboxReconciler:
         self._exited: dict[str, asyncio.Event] = {}
         self._loops: list[asyncio.Task[Any]] = []
         self._watchers: dict[str, asyncio.Task[Any]] = {}
+        # exit watchers whose Wait failed and whose task's status is not known since: an
+        # exit may be owed (exits.watch; busy() reports them, F7)
+        self.watch_unsure: set[str] = set()
         self._ops: set[asyncio.Task[Any]] = set()
         self.crashed = False
         # creations per sandbox id; the host passes its own dict so the count outlives a
@@ -284,6 +287,12 @@ class SandboxReconciler:
             out["deletes_in_flight"] = sorted(self.deletes_inflight)
         if any(not t.done() for t in self._ops):
             out["requests"] = sum(not t.done() for t in self._ops)
+        # cut off from containerd: an exit or an event may be owed (found by reconverge
+        # explore, F7): quiescence is judged once the watchers and the stream are back
+        if self.watch_unsure:
+            out["exit_watch_unsure"] = sorted(self.watch_unsure)
+        if self._loops and not self.subscribed.is_set():
+            out["event_stream"] = "down"
         return out
 
     def view(self) -> dict[str, dict[str, Any]]:
