@@ -553,6 +553,8 @@ class Executor:
                 proxy.remove_toxic(name)
             if step.leg == "shim-containerd":
                 self._events_effect(name, step)
+            elif step.leg == "reconciler-containerd":
+                self._watch_effect(name, step)
         for name, pairs in self.shim_toxics.items():
             for proxy, tname in pairs:
                 with contextlib.suppress(Exception):  # the shim (and its proxy) may be gone
@@ -583,6 +585,18 @@ class Executor:
             if asked:
                 method = asked[0].fields.get("method")
                 faults.observed(S.toxic_effect(step), toxic=name, method=method)
+                return
+
+    def _watch_effect(self, name: str, step: S.Toxic) -> None:
+        """A reconciler → containerd toxic also took effect when it cut one of the
+        reconciler's long-lived calls while in force — an exit watcher's Wait or the event
+        stream — though no step's call crossed it (a kill under reset_peer: F7)."""
+        t0 = self._toxic_t0.get(name, 0.0)
+        for event in ("wait_failed", "event_stream_lost"):
+            cut = merge.find(self.env.run_dir, after=t0, component="reconciler", event=event)
+            if cut:
+                error = str(cut[0].fields.get("error", ""))[:80]
+                faults.observed(S.toxic_effect(step), toxic=name, cut=event, error=error)
                 return
 
     def _events_effect(self, name: str, step: S.Toxic) -> None:
