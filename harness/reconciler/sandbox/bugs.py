@@ -88,11 +88,12 @@ SWITCHES: dict[str, Switch] = {
         ),
         Switch(
             RESTART_TRUSTS_PAUSED,
-            "events.py (recheck_paused)",
+            "events.py (recheck_after_restart)",
             "seed a: CubeSandbox restart reloads records with no event replay and DeadGC skips "
-            "PAUSED (the reference model's upstream behaviour; found by reconverge explore, F4)",
-            "a Resume the shim finished while the reconciler was killed left the view PAUSED "
-            "for good while the shim ran",
+            "PAUSED (the reference model's upstream behaviour; found by reconverge explore, "
+            "F4, F8)",
+            "a Resume (or a Pause) the shim finished while the reconciler was killed left the "
+            "view PAUSED (or RUNNING) for good",
         ),
         Switch(
             APPLIES_STALE_PAUSE_EVENT,

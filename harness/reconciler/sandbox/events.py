@@ -18,6 +18,7 @@ from harness.protos import events_pb2
 from harness.reconciler.sandbox import bugs, exits
 from harness.reconciler.sandbox.pause import converge_resume
 from harness.reconciler.sandbox.record import PAUSED as PAUSED_STATE
+from harness.reconciler.sandbox.record import RUNNING as RUNNING_STATE
 from harness.reconciler.sandbox.record import now_ns
 from harness.reconciler.sandbox.runtime import describe
 
@@ -177,24 +178,31 @@ async def _announce(rec: SandboxReconciler) -> None:
         await asyncio.sleep(0.05)
 
 
-async def recheck_paused(rec: SandboxReconciler) -> None:
-    """After a restart: ask the shim about every PAUSED record, feed a resume it missed.
+async def recheck_after_restart(rec: SandboxReconciler) -> None:
+    """After a restart: ask the shim about every RUNNING and PAUSED record, and feed the
+    pause or resume it missed.
 
-    Why: a Resume that reached the shim while the reconciler was being killed leaves the
-    record PAUSED (nothing marks a resume in progress), its /tasks/resumed event is gone (a
-    restart has no event replay) and DeadGC skips PAUSED on purpose: nothing else would ever
-    look again (reconverge explore, F4: suites/regressions/f4-resume-lost-across-restart.json).
-    PAUSING records are left to DeadGC's stuck-PAUSING pass, which exists for them.
+    Why: a restart has no event replay. A Resume that reached the shim while the reconciler
+    was being killed leaves the record PAUSED (F4:
+    suites/regressions/f4-resume-lost-across-restart.json), and a Pause begun just before the
+    kill — its PAUSING mark not yet persisted — leaves it RUNNING while the shim pauses (F8:
+    suites/regressions/f8-pause-lost-across-restart.json). DeadGC skips PAUSED on purpose
+    and does not look at RUNNING, so nothing else would ever look again. PAUSING records are
+    left to DeadGC's stuck-PAUSING pass, which exists for them.
     """
     if rec.bug(bugs.RESTART_TRUSTS_PAUSED):
         # seed a, CubeSandbox restart: records reloaded as persisted, no event replay,
-        # DeadGC skips PAUSED -> a Resume finished while it was down is never seen
+        # DeadGC skips PAUSED -> a pause/resume finished while it was down is never seen
         return
-    paused = [sid for sid, sb in rec.sandboxes.items() if sb.state() == PAUSED_STATE]
-    if not paused:
+    live = [
+        sid
+        for sid, sb in rec.sandboxes.items()
+        if sb.state() in (PAUSED_STATE, RUNNING_STATE) and not sb.user_mark_deleted_at
+    ]
+    if not live:
         return
-    journal.emit("reconciler", "recheck_paused", sandboxes=paused)
-    for sid in paused:
+    journal.emit("reconciler", "recheck_after_restart", sandboxes=live)
+    for sid in live:
         asked_at = now_ns()
         try:
             status = await rec.runtime.status(sid, timeout=rec.timing.reconcile_query)
@@ -202,10 +210,15 @@ async def recheck_paused(rec: SandboxReconciler) -> None:
             journal.emit("reconciler", "recheck_query_failed", id=sid, error=describe(exc))
             continue
         sb = rec.sandboxes.get(sid)
-        if status == "RUNNING" and sb is not None and sb.state() == PAUSED_STATE:
-            await rec.backoff.handle(
-                sid, Stamped(events_pb2.TaskResumed(container_id=sid), asked_at)
-            )
+        if sb is None:
+            continue
+        evt: Any = None
+        if status == "RUNNING" and sb.state() == PAUSED_STATE:
+            evt = events_pb2.TaskResumed(container_id=sid)
+        elif status == "PAUSED" and sb.state() == RUNNING_STATE and PAUSED in topics(rec):
+            evt = events_pb2.TaskPaused(container_id=sid)
+        if evt is not None:
+            await rec.backoff.handle(sid, Stamped(evt, asked_at))
 
 
 async def relist(rec: SandboxReconciler) -> None:

@@ -162,8 +162,9 @@ class SandboxReconciler:
             for sb in list(self.sandboxes.values()):
                 if not sb.is_terminated() and not sb.user_mark_deleted_at:
                     self._watch(sb.id)
-            # F4: ask the shims about PAUSED records (a resume may have finished while down)
-            self._loops.append(asyncio.ensure_future(events.recheck_paused(self)))
+            # F4, F8: ask the shims about RUNNING and PAUSED records (a resume or a pause
+            # may have finished while down)
+            self._loops.append(asyncio.ensure_future(events.recheck_after_restart(self)))
         return self
 
     async def _ticker(self) -> None:

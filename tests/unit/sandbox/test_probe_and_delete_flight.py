@@ -16,7 +16,7 @@ import pytest
 
 from harness.reconciler.sandbox import bugs, deadgc, events, exits
 from harness.reconciler.sandbox.reconciler import SandboxReconciler
-from harness.reconciler.sandbox.record import EXITED, RUNNING, ContainerStatus, Sandbox
+from harness.reconciler.sandbox.record import EXITED, PAUSED, RUNNING, ContainerStatus, Sandbox
 
 
 class StandInRuntime:
@@ -191,7 +191,7 @@ def test_restart_recheck_feeds_a_missed_resume(tmp_path: Path, shim: str, writte
         rec = _rec(tmp_path, runtime)
         rec.write(rec.sandboxes["sb"], "rpc_success", paused_at=3)
         rec.writes.clear()
-        await events.recheck_paused(rec)
+        await events.recheck_after_restart(rec)
         return rec, runtime
 
     rec, runtime = asyncio.run(go())
@@ -200,12 +200,30 @@ def test_restart_recheck_feeds_a_missed_resume(tmp_path: Path, shim: str, writte
     assert bool(rec.writes) is written
 
 
+@pytest.mark.parametrize(("shim", "written"), [("PAUSED", True), ("RUNNING", False)])
+def test_restart_recheck_feeds_a_missed_pause(tmp_path: Path, shim: str, written: bool) -> None:
+    """F8: a RUNNING record whose shim paused (the PAUSING mark was not yet persisted when
+    the reconciler was killed) is paused; one whose shim runs is left."""
+
+    async def go() -> tuple[SandboxReconciler, StatusRuntime]:
+        runtime = StatusRuntime(shim)
+        rec = _rec(tmp_path, runtime)
+        rec.writes.clear()
+        await events.recheck_after_restart(rec)
+        return rec, runtime
+
+    rec, runtime = asyncio.run(go())
+    assert runtime.asked == ["sb"]
+    assert (rec.sandboxes["sb"].state() == PAUSED) is written
+    assert bool(rec.writes) is written
+
+
 def test_restart_recheck_leaves_pausing_to_deadgc(tmp_path: Path) -> None:
     async def go() -> StatusRuntime:
         runtime = StatusRuntime("PAUSED")
         rec = _rec(tmp_path, runtime)
         rec.write(rec.sandboxes["sb"], "rpc", pausing_at=3)
-        await events.recheck_paused(rec)
+        await events.recheck_after_restart(rec)
         return runtime
 
     assert asyncio.run(go()).asked == []
@@ -216,7 +234,7 @@ def test_switch_restart_trusts_paused_asks_nothing(tmp_path: Path) -> None:
         runtime = StatusRuntime("RUNNING")
         rec = _rec(tmp_path, runtime, bugs.RESTART_TRUSTS_PAUSED)
         rec.write(rec.sandboxes["sb"], "rpc_success", paused_at=3)
-        await events.recheck_paused(rec)
+        await events.recheck_after_restart(rec)
         return runtime
 
     assert asyncio.run(go()).asked == []
