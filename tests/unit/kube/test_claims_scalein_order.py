@@ -73,6 +73,8 @@ def _ctx(pods, claims, bugs=()):
     )
     deleted = []
     ctx.delete = lambda res, name: deleted.append(name)  # type: ignore[method-assign]
+    # scale-in deletes with preconditions on the cached copy (delete_decided)
+    ctx.delete_decided = lambda res, obj: deleted.append(m.name(obj))  # type: ignore[method-assign]
     ctx.log = lambda *a, **k: None  # type: ignore[method-assign]
     return ctx, deleted
 
