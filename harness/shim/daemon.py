@@ -197,6 +197,10 @@ class Daemon:
                 )
                 if unlink_if_same(p, ident)
             ]
+            # Retired for good: the exit cleanup must not look again. A successor's socket
+            # bound at the same path can get the very inode number just freed (tmpfs and
+            # ext4 reuse it at once), so a later (device, inode) match would remove it.
+            self.socket_id = self.control_id = None
         journal.emit("shim", "retired", removed=gone)
 
     def _cleanup_own_files(self) -> None:

@@ -141,6 +141,7 @@ def test_hold_reorders_the_stubs_events_and_a_heal_gives_them_back(
                         component="shim",
                         event="event_held",
                         topic="/tasks/paused",
+                        container_id=cid,  # the run is shared with other tests' holds
                     )
                 )
         finally:
