@@ -16,7 +16,6 @@ Verdicts follow ``harness.verdict``: a schedule whose faults never fired is INCO
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,6 @@ from harness.explore.claims.world import ClaimsEnv, explore_timing
 from harness.explore.schedule import Schedule
 from harness.providers.kube import COMPACT, RESTART
 from harness.pytest_plugin.kube import require_capability
-from harness.verdict import Finding
 
 pytestmark = [pytest.mark.needs("toxiproxy"), pytest.mark.suite]
 
@@ -81,21 +79,12 @@ def test_claims_regression(
         seed=SEED,
     )
     result = Executor(env, sched).run()
-    if result.outcome == "ERROR":  # the harness broke while running it: not a verdict
-        pytest.fail(f"{path.name}: the schedule could not run: {result.symptom}", pytrace=False)
-    check = str(saved.meta.get("check", ""))
-
-    def symptom(findings: Mapping[str, Finding]) -> str | None:
-        f = findings.get(check)
-        return f"{check}: {f.symptom}" if f is not None and f.observed and not f.ok else None
-
-    verdict.judge(
+    regress.judge_replay(
+        verdict,
         suite=SUITE,
-        case=path.stem,
-        variant="buggy" if buggy else "fixed",
-        fault="; ".join(s.describe() for s in sched.steps if s.op not in QUIET_OPS) or "schedule",
-        findings=result.findings,
-        fired=result.fired,
-        symptom=symptom,
-        fixed_text=result.symptom,
+        path=path,
+        saved=saved,
+        result=result,
+        buggy=buggy,
+        fault="; ".join(s.describe() for s in sched.steps if s.op not in QUIET_OPS),
     )

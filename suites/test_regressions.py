@@ -12,7 +12,7 @@ INCONCLUSIVE, never a pass.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,6 @@ import pytest
 from harness.explore import regress
 from harness.explore.sandbox.execute import Executor
 from harness.explore.schedule import Schedule
-from harness.verdict import Finding
 
 pytestmark = [pytest.mark.needs("containerd", "toxiproxy"), pytest.mark.suite]
 
@@ -44,24 +43,14 @@ def test_regression(path: Path, buggy: bool, sandbox_env, verdict):
     saved = regress.load(path)
     sched = saved.schedule if buggy else Schedule(saved.schedule.steps, world=saved.schedule.world)
     result = Executor(sandbox_env, sched).run()
-    if result.outcome == "ERROR":  # the harness broke while running it: not a verdict
-        pytest.fail(f"{path.name}: the schedule could not run: {result.symptom}", pytrace=False)
-    check = str(saved.meta.get("check", ""))
-
-    def symptom(findings: Mapping[str, Finding]) -> str | None:
-        f = findings.get(check)
-        return f"{check}: {f.symptom}" if f is not None and f.observed and not f.ok else None
-
-    verdict.judge(
+    regress.judge_replay(
+        verdict,
         suite=SUITE,
-        case=path.stem,
-        variant="buggy" if buggy else "fixed",
-        fault="; ".join(s.describe() for s in sched.steps if s.op in ("shim_fault", "toxic"))
-        or "schedule",
-        findings=result.findings,
-        fired=result.fired,
-        symptom=symptom,
-        fixed_text=result.symptom,
+        path=path,
+        saved=saved,
+        result=result,
+        buggy=buggy,
+        fault="; ".join(s.describe() for s in sched.steps if s.op in ("shim_fault", "toxic")),
     )
 
 

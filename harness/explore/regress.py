@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 from harness.errors import ReconvergeError
 from harness.explore import schedule as S
@@ -72,3 +73,34 @@ def repro(path_text: str, *, times: int = REPRO_TIMES, seed: int | None = None) 
     same = sum(g == saved.expected for g in got)
     print(f"reproduced {same}/{times}")
     return 0 if same == times else 1
+
+
+def judge_replay(
+    verdict: Any, *, suite: str, path: Path, saved: S.Saved, result: Any, buggy: bool, fault: str
+) -> None:
+    """Turn one regression file's run into the suite's verdict (both worlds' suites).
+
+    Why one place: the saved file names its check (``meta.check``); the buggy variant is
+    CAUGHT only when that very check failed, and a run the harness could not finish is a
+    test failure, never a verdict.
+    """
+    import pytest
+
+    if result.outcome == "ERROR":  # the harness broke while running it: not a verdict
+        pytest.fail(f"{path.name}: the schedule could not run: {result.symptom}", pytrace=False)
+    check = str(saved.meta.get("check", ""))
+
+    def symptom(findings: Any) -> str | None:
+        f = findings.get(check)
+        return f"{check}: {f.symptom}" if f is not None and f.observed and not f.ok else None
+
+    verdict.judge(
+        suite=suite,
+        case=path.stem,
+        variant="buggy" if buggy else "fixed",
+        fault=fault or "schedule",
+        findings=result.findings,
+        fired=result.fired,
+        symptom=symptom,
+        fixed_text=result.symptom,
+    )
