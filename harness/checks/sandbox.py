@@ -48,6 +48,8 @@ EXPECTED_VIEW = {"PAUSED": "PAUSED", "RUNNING": "RUNNING", "CREATED": "CREATED"}
 GONE = "GONE"
 #: the shim lives but its task map does not hold the id (``State`` answered NotFound)
 NO_TASK = "NO_TASK"
+#: the task exited and its Delete is still owed (the shim's own status name)
+STOPPED = "STOPPED"
 #: what a failing truth source raises; a checker turns it into ``observed=False``
 PROBE_ERRORS: tuple[type[BaseException], ...] = (
     Unobservable,
@@ -189,8 +191,9 @@ class _Look:
 
 def _diff(view: dict[str, Any], truth: str, resumed: bool) -> list[str]:
     out = []
-    if truth in (GONE, NO_TASK):
-        # a dead shim under a live record is a divergence, not "nothing to compare"
+    if truth in (GONE, NO_TASK, STOPPED):
+        # a dead shim, or a task that exited (STOPPED, its Delete still owed), under a live
+        # record is a divergence, not "nothing to compare": the exit never reached the view
         if view["state"] not in ("EXITED", "UNKNOWN"):
             out.append(f"state: view {view['state']} but the shim is {truth.lower()}")
         return out

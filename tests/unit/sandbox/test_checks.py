@@ -140,6 +140,19 @@ def test_a_paused_view_over_a_dead_shim_is_not_converged(tmp_path, monkeypatch) 
     assert not f.ok and f.observed and "shim is gone" in f.symptom, f
 
 
+def test_a_running_view_over_a_stopped_task_is_not_converged(tmp_path, monkeypatch) -> None:
+    """The task exited (its Delete still owed): the exit never reached a RUNNING view."""
+    monkeypatch.setattr(chk, "shim_status", lambda *a, **k: chk.STOPPED)
+    f = _converge(Host({SID: _view("RUNNING")}), tmp_path)
+    assert not f.ok and f.observed and "shim is stopped" in f.symptom, f
+
+
+def test_an_exited_view_over_a_stopped_task_converges(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(chk, "shim_status", lambda *a, **k: chk.STOPPED)
+    f = _converge(Host({SID: _view("EXITED")}), tmp_path)
+    assert f.ok, f
+
+
 def test_an_unreadable_shim_for_the_whole_window_is_unobservable(tmp_path, monkeypatch) -> None:
     def mute(*a: Any, **k: Any) -> str:
         raise Unobservable("shim alive but State timed out")
