@@ -58,7 +58,13 @@ class ContainerdClient:
     def __init__(self, target: str, namespace: str) -> None:
         self.target = target if target.startswith("unix:") or ":" in target else f"unix://{target}"
         self.namespace = namespace
-        self.channel = grpc.aio.insecure_channel(self.target)
+        # A client is one process's connection: gRPC's default global subchannel pool would
+        # hand a new client (a reconciler "restarted" in this process) the old one's
+        # subchannel, still in its reconnect backoff (up to 2 min after a run of failures
+        # under a reset_peer toxic), which a real restarted process never inherits.
+        self.channel = grpc.aio.insecure_channel(
+            self.target, options=[("grpc.use_local_subchannel_pool", 1)]
+        )
         self.tasks = tasks_pb2_grpc.TasksStub(self.channel)
         self.containers = containers_pb2_grpc.ContainersStub(self.channel)
         self.namespaces = namespaces_pb2_grpc.NamespacesStub(self.channel)

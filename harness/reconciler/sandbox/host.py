@@ -73,7 +73,11 @@ class ReconcilerHost:
 
     async def _boot(self, *, recover: bool) -> None:
         self.client = ContainerdClient(self.target, self.namespace)
-        await self.client.ensure_namespace()
+        try:
+            await self.client.ensure_namespace()
+        except BaseException:
+            await self.client.close()  # a boot that failed (containerd unreachable) owns it
+            raise
         runtime = Runtime(self.client, self.state_dir)
         self.rec = SandboxReconciler(
             runtime,
