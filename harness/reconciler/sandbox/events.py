@@ -221,6 +221,46 @@ async def recheck_after_restart(rec: SandboxReconciler) -> None:
             await rec.backoff.handle(sid, Stamped(evt, asked_at))
 
 
+async def recheck_outcome(rec: SandboxReconciler, sid: str, direction: str) -> None:
+    """After a Pause/Resume RPC error: ask the shim again once the call could have landed,
+    and feed the pause or resume the view lacks to the event handlers.
+
+    Why: the RPC-error reconcile asks once, right after the error; a call that outlived its
+    deadline can still complete in the shim after that answer, and then only its
+    ``/tasks/paused`` (``/tasks/resumed``) event would tell us. Events are at-most-once: a
+    lost one left the view RUNNING over a PAUSED shim for good (reconverge explore, F9:
+    suites/regressions/f9-pause-lands-after-reconcile-event-lost.json). Two more queries,
+    one and three own deadlines after the error, close that window. Part of the event
+    intake (it feeds the handlers, as the relist does), so it exists only when the pause
+    topics are subscribed.
+    """
+    evt_cls = events_pb2.TaskPaused if direction == "pause" else events_pb2.TaskResumed
+    topic = PAUSED if direction == "pause" else RESUMED
+    if topic not in topics(rec):
+        return
+    wait = rec.timing.pause_rpc if direction == "pause" else rec.timing.resume_rpc
+    for delay in (wait, 2 * wait):
+        await asyncio.sleep(delay)
+        sb = rec.sandboxes.get(sid)
+        if sb is None or sb.is_terminated() or sb.user_mark_deleted_at:
+            return
+        asked_at = now_ns()
+        try:
+            status = await rec.runtime.status(sid, timeout=rec.timing.reconcile_query)
+        except Exception as exc:  # not observed: the next query (or the relist) may see it
+            journal.emit("reconciler", "outcome_query_failed", id=sid, error=describe(exc))
+            continue
+        sb = rec.sandboxes.get(sid)
+        if sb is None:
+            return
+        lacks_pause = status == "PAUSED" and sb.state() == RUNNING_STATE
+        lacks_resume = status == "RUNNING" and sb.is_paused()
+        if (direction == "pause" and lacks_pause) or (direction == "resume" and lacks_resume):
+            journal.emit("reconciler", "outcome_recheck", id=sid, shim=status)
+            await rec.backoff.handle(sid, Stamped(evt_cls(container_id=sid), asked_at))
+            return
+
+
 async def relist(rec: SandboxReconciler) -> None:
     """Feed the handlers what the shims say now, for every live sandbox."""
     journal.emit("reconciler", "relist", sandboxes=len(rec.sandboxes))

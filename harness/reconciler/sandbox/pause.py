@@ -92,7 +92,10 @@ async def resume(rec: SandboxReconciler, sid: str, request_timeout: float | None
 async def reconcile_after_error(
     rec: SandboxReconciler, sb: Sandbox, direction: str, error: BaseException
 ) -> None:
-    """One status query on a *fresh* deadline (the request's is probably spent)."""
+    """One status query on a *fresh* deadline (the request's is probably spent). Unless it
+    shows the call done, two more follow through the event intake
+    (``events.recheck_outcome``, F9): the call may still land in the shim after it."""
+    done = "PAUSED" if direction == "pause" else "RUNNING"
     try:
         status = await rec.runtime.status(sb.id, timeout=rec.timing.reconcile_query)
     except Exception as exc:  # no write: keep PausingAt visible; the event or DeadGC repairs
@@ -103,7 +106,10 @@ async def reconcile_after_error(
             direction=direction,
             error=describe(exc),
         )
+        rec.recheck_later(sb.id, direction)
         return
+    if status != done:
+        rec.recheck_later(sb.id, direction)
     reason = f"{direction} RPC error: {describe(error)}"
     if direction == "pause":
         converge_pause(rec, sb, status, "rpc_reconcile", reason)

@@ -87,6 +87,8 @@ class SandboxReconciler:
         # exit may be owed (exits.watch; busy() reports them, F7)
         self.watch_unsure: set[str] = set()
         self._ops: set[asyncio.Task[Any]] = set()
+        # status queries owed after a Pause/Resume RPC error (events.recheck_outcome, F9)
+        self._rechecks: set[asyncio.Task[Any]] = set()
         self.crashed = False
         # creations per sandbox id; the host passes its own dict so the count outlives a
         # restart (a checker tells a re-created sandbox from the one it replaced by it)
@@ -181,7 +183,7 @@ class SandboxReconciler:
         self.crashed = True
         self.store.close()
         deletes = [f for f in self.deletes_inflight.values() if isinstance(f, asyncio.Task)]
-        pending = {*self._loops, *self._watchers.values(), *self._ops, *deletes}
+        pending = {*self._loops, *self._watchers.values(), *self._ops, *self._rechecks, *deletes}
         # Cancel until every task has ended, not once: Python 3.11's ``wait_for`` can swallow
         # a cancel that lands as its inner call completes (the explorer saw a watcher go on
         # awaiting a task's Wait for 60 s after a kill -9 step), and a crash that waits on
@@ -239,6 +241,13 @@ class SandboxReconciler:
         finally:
             self._ops.discard(task)
 
+    def recheck_later(self, sid: str, direction: str) -> None:
+        """Owe the shim two more status queries after a Pause/Resume error (F9); quiescence
+        waits for them (:meth:`busy`)."""
+        task = asyncio.ensure_future(events.recheck_outcome(self, sid, direction))
+        self._rechecks.add(task)
+        task.add_done_callback(self._rechecks.discard)
+
     async def stop_sandbox(self, sid: str, timeout: float) -> None:
         """StopPodSandbox: kill the task and wait until its exit was handled (bounded)."""
         sb = self.get(sid)
@@ -290,6 +299,8 @@ class SandboxReconciler:
             out["requests"] = sum(not t.done() for t in self._ops)
         # cut off from containerd: an exit or an event may be owed (found by reconverge
         # explore, F7): quiescence is judged once the watchers and the stream are back
+        if self._rechecks:
+            out["outcome_rechecks"] = len(self._rechecks)
         if self.watch_unsure:
             out["exit_watch_unsure"] = sorted(self.watch_unsure)
         if self._loops and not self.subscribed.is_set():
