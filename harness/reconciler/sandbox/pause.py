@@ -54,6 +54,7 @@ async def pause(rec: SandboxReconciler, sid: str, request_timeout: float | None)
         # PausingAt is on disk before the RPC: the crash schedule kills us in this window.
         rec.persist(sb)
         await rec.hook("sandbox.pause.after_persist")
+        sent = now_ns()
         try:
             await rec.runtime.pause(sid, _deadline(rec, request_timeout, rec.timing.pause_rpc))
         except Exception as exc:
@@ -65,6 +66,7 @@ async def pause(rec: SandboxReconciler, sid: str, request_timeout: float | None)
             raise SandboxError(TASK_PAUSE_FAILED, describe(exc)) from exc
         else:
             rec.write(sb, "rpc_success", paused_at=now_ns(), pausing_at=0)
+            rec.note_change(sid, sent)
         finally:
             rec.persist(sb, quiet=True)  # the deferred SyncByID
 
@@ -75,6 +77,7 @@ async def resume(rec: SandboxReconciler, sid: str, request_timeout: float | None
         sb = rec.get(sid)
         if not sb.is_paused():
             raise SandboxError(TASK_RESUME_FAILED, "sandbox is not paused")
+        sent = now_ns()
         try:
             await rec.runtime.resume(sid, _deadline(rec, request_timeout, rec.timing.resume_rpc))
         except Exception as exc:
@@ -85,6 +88,7 @@ async def resume(rec: SandboxReconciler, sid: str, request_timeout: float | None
             raise SandboxError(TASK_RESUME_FAILED, describe(exc)) from exc
         else:
             converge_resume(rec, sb, now_ns(), "rpc_success")
+            rec.note_change(sid, sent)
         finally:
             rec.persist(sb, quiet=True)
 
@@ -96,6 +100,7 @@ async def reconcile_after_error(
     shows the call done, two more follow through the event intake
     (``events.recheck_outcome``, F9): the call may still land in the shim after it."""
     done = "PAUSED" if direction == "pause" else "RUNNING"
+    asked_at = now_ns()
     try:
         status = await rec.runtime.status(sb.id, timeout=rec.timing.reconcile_query)
     except Exception as exc:  # no write: keep PausingAt visible; the event or DeadGC repairs
@@ -110,6 +115,7 @@ async def reconcile_after_error(
         return
     if status != done:
         rec.recheck_later(sb.id, direction)
+    rec.note_change(sb.id, asked_at)
     reason = f"{direction} RPC error: {describe(error)}"
     if direction == "pause":
         converge_pause(rec, sb, status, "rpc_reconcile", reason)

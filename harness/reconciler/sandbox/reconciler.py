@@ -241,6 +241,20 @@ class SandboxReconciler:
         finally:
             self._ops.discard(task)
 
+    def note_change(self, sid: str, at_ns: int) -> None:
+        """A pause/resume outcome learnt from an RPC (its reply, or the status query after
+        its error) as of ``at_ns``: a pause event stamped before it is older news.
+
+        Why: ``events._stale`` knew only the changes applied from events, so a
+        ``/tasks/paused`` delayed past the Resume that followed it (latency on the shim's
+        events leg) was applied over the Resume's reply: view PAUSED over a running shim
+        for good once ``/tasks/resumed`` was lost (reconverge explore, F10:
+        suites/regressions/f10-paused-event-after-resume-reply.json). The time is when the
+        call was sent (or the query asked): conservative, a change the shim made during the
+        call is not dropped.
+        """
+        self.last_change_ns[sid] = max(self.last_change_ns.get(sid, 0), at_ns)
+
     def recheck_later(self, sid: str, direction: str) -> None:
         """Owe the shim two more status queries after a Pause/Resume error (F9); quiescence
         waits for them (:meth:`busy`)."""
