@@ -60,10 +60,16 @@ class ContainerdClient:
         self.namespace = namespace
         # A client is one process's connection: gRPC's default global subchannel pool would
         # hand a new client (a reconciler "restarted" in this process) the old one's
-        # subchannel, still in its reconnect backoff (up to 2 min after a run of failures
-        # under a reset_peer toxic), which a real restarted process never inherits.
+        # subchannel, still in its reconnect backoff, which a real restarted process never
+        # inherits. The backoff is capped at 3 s as containerd's own Go client caps it
+        # (client.go: backoff MaxDelay 3 s), not gRPC's 120 s: after a run of resets the
+        # default kept a healed reconciler cut off past the explorer's quiescence bound.
         self.channel = grpc.aio.insecure_channel(
-            self.target, options=[("grpc.use_local_subchannel_pool", 1)]
+            self.target,
+            options=[
+                ("grpc.use_local_subchannel_pool", 1),
+                ("grpc.max_reconnect_backoff_ms", 3000),
+            ],
         )
         self.tasks = tasks_pb2_grpc.TasksStub(self.channel)
         self.containers = containers_pb2_grpc.ContainersStub(self.channel)
