@@ -34,7 +34,7 @@ def test_explore_finds_and_shrinks_a_bug_switch(tmp_path: Path):
         "explore",
         "--seed", "1",
         "--minutes", "1.5",
-        "--shrink-minutes", "1.5",
+        "--shrink-minutes", "0.5",
         "--max-steps", "6",
         "--bug", BUG,
         "--faults", "Shutdown.before",

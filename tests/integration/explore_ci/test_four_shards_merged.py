@@ -2,7 +2,7 @@
 verdicts.json, one JUnit and one report.html by ``reconverge merge`` — what both CI shapes
 do, locally.
 
-The shards run one after another (the machine is shared; in CI they run side by side) with a
+The four shards run at once, side by side as in CI (each its own containerd world), with a
 bug switch on and a small budget each, sharing one Hypothesis example database as the CI
 shapes do. Whether a given shard finds the bug inside its few schedules depends on its
 draws, which another change to the strategy may move, so the test does not pin which shard
@@ -37,27 +37,47 @@ def _reconverge(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _shard_command(i: int, out: Path, db: Path) -> list[str]:
+    return [
+        str(BIN), "explore", "--world", "sandbox",
+        "--seed", SEED,
+        "--shard", f"{i}/{N}",
+        "--bug", BUG,
+        "--faults", "Shutdown.before",
+        "--no-toxics",
+        "--max-steps", "5",
+        "--max-examples", "6",
+        "--minutes", "0.25",
+        "--shrink-minutes", "0.1",
+        "--out", str(out),
+        "--database", str(db),
+    ]  # fmt: skip
+
+
 def test_four_shards_merge_into_one_junit_and_one_verdicts_file(tmp_path: Path) -> None:
     outs = [tmp_path / f"shard-{i}" for i in range(N)]
+    # the four shards run at once, as N local workers would (they share only the database)
+    procs = [
+        subprocess.Popen(
+            _shard_command(i, out, tmp_path / "db"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ),
+        )
+        for i, out in enumerate(outs)
+    ]
     codes = []
-    for i, out in enumerate(outs):
-        done = _reconverge(
-            "explore", "--world", "sandbox",
-            "--seed", SEED,
-            "--shard", f"{i}/{N}",
-            "--bug", BUG,
-            "--faults", "Shutdown.before",
-            "--no-toxics",
-            "--max-steps", "5",
-            "--max-examples", "6",
-            "--minutes", "0.25",
-            "--shrink-minutes", "0.1",
-            "--out", str(out),
-            "--database", str(tmp_path / "db"),
-        )  # fmt: skip
-        assert done.returncode in (0, 1), done.stdout + done.stderr
-        assert f"shard {i}/{N}" in done.stdout, done.stdout
-        codes.append(done.returncode)
+    for i, proc in enumerate(procs):
+        try:
+            stdout, stderr = proc.communicate(timeout=150)
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                p.kill()
+            raise
+        assert proc.returncode in (0, 1), stdout + stderr
+        assert f"shard {i}/{N}" in stdout, stdout
+        codes.append(proc.returncode)
 
     merged = tmp_path / "merged"
     done = _reconverge("merge", *map(str, outs), "-o", str(merged))
