@@ -311,10 +311,10 @@ class SandboxReconciler:
             out["deletes_in_flight"] = sorted(self.deletes_inflight)
         if any(not t.done() for t in self._ops):
             out["requests"] = sum(not t.done() for t in self._ops)
+        if self._rechecks:  # status queries owed after a Pause/Resume error (F9)
+            out["outcome_rechecks"] = len(self._rechecks)
         # cut off from containerd: an exit or an event may be owed (found by reconverge
         # explore, F7): quiescence is judged once the watchers and the stream are back
-        if self._rechecks:
-            out["outcome_rechecks"] = len(self._rechecks)
         if self.watch_unsure:
             out["exit_watch_unsure"] = sorted(self.watch_unsure)
         if self._loops and not self.subscribed.is_set():
